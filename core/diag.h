@@ -1,0 +1,53 @@
+/*
+ * diag.h -- the per-row diagnostics beyond mean, rstd and radius
+ * (../shared/MATH.md section 4), computed after the kernel from what it
+ * returned: depth below the ellipsoid's surface, the row's condition
+ * number, the output's distance from its hyperplane, and its coordinates
+ * along the model's principal axes.
+ *
+ * Pure functions on caller-owned arrays; no allocation; any thread.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "ln.h"
+
+/*
+ * From the input rows x ([rows * n], before the kernel overwrites them in
+ * place), with each group's mean m and variance v taken again in double
+ * (two passes; opt-in outputs, so the extra pass is paid only on request):
+ *   depth[r]     = 1 - radius without cancellation: with delta_k =
+ *                  eps / (v_k + eps), 1 - rho^2 = mean_k delta_k and
+ *                  depth = (1 - rho^2) / (1 + rho). (From the kernel's
+ *                  float rstd instead, 1 - rho^2 would lose every digit on
+ *                  rows with v << eps.)
+ *   condition[r] = sqrt(1 + m^2 / v), the largest over the row's groups
+ *                  (the worst one bounds the row's float32 error); 1 for
+ *                  rmsnorm (nothing is centred) and for a constant group.
+ * Either output may be NULL.
+ */
+void ln_depth_condition(const ln_params *p, const float *x, size_t n_rows, float *depth,
+                        float *condition);
+
+/*
+ * Hyperplane residual of returned rows y ([rows * n]), per group
+ * ([rows * groups]): (sum_i (y_i - b_i) / g_i) / sqrt(sum_i 1 / g_i^2)
+ * over the group, in double. Zero in exact arithmetic, so it measures the
+ * kernel's rounding. Layernorm with every gain nonzero only (the caller
+ * checks; ln_plane_ok says).
+ */
+void ln_plane_residual(const ln_params *p, const float *y, size_t n_rows, float *out);
+
+/* 1 when p is a layernorm whose gains are all nonzero (or absent). */
+int ln_plane_ok(const ln_params *p);
+
+/*
+ * Coordinates along the k principal axes of a one-group layernorm:
+ * out[r * k + j] = axes_j . (y_r - b) / semi_j, where axes is [k * n]
+ * (unit vectors, core/geometry.h) and semi [k] the semi-axis lengths
+ * sqrt(n lambda_j) (> 0). Each coordinate is in [-1, 1] up to rounding;
+ * over all n - 1 axes their squares sum to radius^2.
+ */
+void ln_axis_coords(const ln_params *p, const double *axes, const double *semi, size_t k,
+                    const float *y, size_t n_rows, float *out);

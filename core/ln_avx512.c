@@ -1,0 +1,475 @@
+/*
+ * ln_avx512.c -- the AVX-512 kernel behind ln_rows_avx512 (ln.h). The only
+ * file of the tree compiled with -mavx512f -mavx512bw -mavx512vl -mfma; call
+ * it only when ln_cpu_has_avx512() says so. Same semantics as ln_rows_ref,
+ * its oracle, and the same algorithm as ln_avx2.c (whose header comment
+ * explains the statistics) on 16-float vectors with mask registers for the
+ * tails:
+ *   1. layernorm: one pass of float sums of t and t^2, t = x - c, around a
+ *      shift c (the mean of the first 32 elements, in double), folded into
+ *      doubles every LN_AVX512_FOLD floats (at most 16 terms per float
+ *      lane); when the shift is not within half a standard deviation of the
+ *      mean, the exact two passes of MATH.md 6 (sum of x in double, then the
+ *      centred squares around the two-float mean). rmsnorm sums x^2.
+ *   2. y = fma(t, g, b), t = fma(x, r, -mr_hi) - mr_lo, with mr_hi + mr_lo
+ *      = m * r in two floats (out_vec explains the rounding); the mr_lo
+ *      subtraction is skipped when |mr_lo| < 2^-30. 2 or 3 vector operations
+ *      an element instead of AVX2's 4.
+ *   In cache the output pass of one group runs fused with the statistics
+ *   pass of the next (fused_group), which took 768 x 64 from ~62 % to ~71 %
+ *   of memcpy; 4096 x 64 did not move (its x, next x, g, b and y rows, 80 KiB,
+ *   do not fit in a 48 KiB L1, so it is bound by L2 traffic).
+ *
+ * Memory (measured with bench/bench_kernel on the 2-core Xeon VM):
+ *   - pass 2 prefetches the next group's input, so the one read of the next
+ *     row from memory overlaps the arithmetic on this one (the statistics
+ *     pass otherwise waits on it alone);
+ *   - when y != x and the batch writes at least LN_AVX512_NT_MIN_BYTES, the
+ *     output goes out with non-temporal stores: no read-for-ownership of
+ *     lines that are only written, and the input is not evicted by them.
+ *     Below that size the output is better left in cache for its reader.
+ * Any N >= 1 and any group size; pointers may be unaligned (the
+ * non-temporal loop starts at the first 64-byte boundary of y); y == x
+ * works because every pass reads an element before the output pass writes
+ * it. No allocation, no state, thread-safe.
+ */
+#include "ln.h"
+#include "ln_internal.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+
+/* Floats per fold of the float accumulators into doubles: 4 accumulators
+ * x 16 lanes x 16 terms. */
+#define LN_AVX512_FOLD 1024
+
+/*
+ * Batches whose output is at least this big get non-temporal stores
+ * (y != x only). Chosen with bench_kernel: at 4096 x 4096 (64 MiB) they take
+ * the kernel from ~70 % to above memcpy's bandwidth; at 1-2 MiB, where the
+ * output still fits in L2, they cost 20-40 %. 8 MiB is past any L2 and a
+ * good share of a shared L3.
+ */
+#define LN_AVX512_NT_MIN_BYTES ((size_t)8 << 20)
+
+/* Prefetch of the next group's input in the non-fused output pass. To L2:
+ * T0, T1, T2 and none measured within noise of each other at 4096 x 64,
+ * and none lost ~15 % at 4096 x 4096. */
+#define LN_PF(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
+
+static inline __mmask16 tail_k(size_t rem)
+{
+    return (__mmask16)((1u << rem) - 1u); /* rem in 0..16 */
+}
+
+/* Adds the 16 float lanes of v, widened, into the 8 double lanes of acc. */
+static inline __m512d add_widened(__m512d acc, __m512 v)
+{
+    acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    return _mm512_add_pd(
+        acc, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+}
+
+/* Sum of x[0..len) in double. */
+static double sum_x(const float *x, size_t len)
+{
+    __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+    __m512d a2 = _mm512_setzero_pd(), a3 = _mm512_setzero_pd();
+    size_t i = 0;
+
+    /* Widening from memory: one vcvtps2pd per 8 floats, no shuffles. */
+    for (; i + 32 <= len; i += 32) {
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_loadu_ps(x + i)));
+        a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8)));
+        a2 = _mm512_add_pd(a2, _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 16)));
+        a3 = _mm512_add_pd(a3, _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 24)));
+    }
+    for (; i < len; i += 8) {
+        const __mmask8 k = (__mmask8)(len - i >= 8 ? 0xff : (1u << (len - i)) - 1u);
+
+        a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(k, x + i)));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+}
+
+/*
+ * Fused statistics pass: sums of t and t^2, t = x - c, c a float shift near
+ * the mean. Four accumulators of each kind hide the add and FMA latency
+ * (12 vector operations per 64 floats against a 4-cycle chain).
+ */
+static void sum_shifted(const float *x, size_t len, float c, double *s1, double *s2)
+{
+    const __m512 vc = _mm512_set1_ps(c);
+    __m512d t1 = _mm512_setzero_pd(), t2 = _mm512_setzero_pd();
+    __m512 a0, a1, a2, a3, q0, q1, q2, q3;
+    size_t i = 0;
+
+#define LN_T(off) _mm512_sub_ps(_mm512_loadu_ps(x + i + (off)), vc)
+    while (len - i >= 64) {
+        size_t stop = len - i >= LN_AVX512_FOLD ? i + LN_AVX512_FOLD
+                                                : i + (len - i) / 64 * 64;
+
+        a0 = a1 = a2 = a3 = q0 = q1 = q2 = q3 = _mm512_setzero_ps();
+        for (; i < stop; i += 64) {
+            __m512 d0 = LN_T(0), d1 = LN_T(16), d2 = LN_T(32), d3 = LN_T(48);
+
+            a0 = _mm512_add_ps(a0, d0);
+            a1 = _mm512_add_ps(a1, d1);
+            a2 = _mm512_add_ps(a2, d2);
+            a3 = _mm512_add_ps(a3, d3);
+            q0 = _mm512_fmadd_ps(d0, d0, q0);
+            q1 = _mm512_fmadd_ps(d1, d1, q1);
+            q2 = _mm512_fmadd_ps(d2, d2, q2);
+            q3 = _mm512_fmadd_ps(d3, d3, q3);
+        }
+        t1 = add_widened(t1, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+        t2 = add_widened(t2, _mm512_add_ps(_mm512_add_ps(q0, q1), _mm512_add_ps(q2, q3)));
+    }
+#undef LN_T
+    /* Fewer than 64 left: at most 4 vectors, the last one masked. */
+    a0 = q0 = _mm512_setzero_ps();
+    for (; i < len; i += 16) {
+        const __mmask16 k = tail_k(len - i >= 16 ? 16 : len - i);
+        /* Masked-off lanes give t = 0, not -c. */
+        __m512 d0 = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + i), vc);
+
+        a0 = _mm512_add_ps(a0, d0);
+        q0 = _mm512_fmadd_ps(d0, d0, q0);
+    }
+    *s1 = _mm512_reduce_add_pd(add_widened(t1, a0));
+    *s2 = _mm512_reduce_add_pd(add_widened(t2, q0));
+}
+
+/* Sum of d^2, d = (x - m_hi) - m_lo (m_hi = m_lo = 0 for rmsnorm). */
+static double sum_d2(const float *x, size_t len, float m_hi, float m_lo)
+{
+    const __m512 vh = _mm512_set1_ps(m_hi);
+    const __m512 vl = _mm512_set1_ps(m_lo);
+    __m512d total = _mm512_setzero_pd();
+    __m512 s0, s1, s2, s3;
+    size_t i = 0;
+
+#define LN_D(off) _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i + (off)), vh), vl)
+    while (len - i >= 64) {
+        size_t stop = len - i >= LN_AVX512_FOLD ? i + LN_AVX512_FOLD
+                                                : i + (len - i) / 64 * 64;
+
+        s0 = s1 = s2 = s3 = _mm512_setzero_ps();
+        for (; i < stop; i += 64) {
+            __m512 d0 = LN_D(0), d1 = LN_D(16), d2 = LN_D(32), d3 = LN_D(48);
+
+            s0 = _mm512_fmadd_ps(d0, d0, s0);
+            s1 = _mm512_fmadd_ps(d1, d1, s1);
+            s2 = _mm512_fmadd_ps(d2, d2, s2);
+            s3 = _mm512_fmadd_ps(d3, d3, s3);
+        }
+        total = add_widened(total, _mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    }
+#undef LN_D
+    s0 = _mm512_setzero_ps();
+    for (; i < len; i += 16) {
+        const __mmask16 k = tail_k(len - i >= 16 ? 16 : len - i);
+        __m512 d0 = _mm512_maskz_sub_ps(
+            k, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vh), vl);
+
+        s0 = _mm512_fmadd_ps(d0, d0, s0);
+    }
+    return _mm512_reduce_add_pd(add_widened(total, s0));
+}
+
+/* Flags of one output-pass instantiation, all compile-time constants. */
+enum {
+    AP_GAIN = 1, /* multiply by g */
+    AP_BIAS = 2, /* add b */
+    AP_LO = 4,   /* subtract m_lo too */
+    AP_NT = 8,   /* non-temporal stores from the first 64-byte boundary */
+};
+
+typedef struct apply_args {
+    const float *x, *g, *b, *pf; /* pf: the next group's input, to prefetch */
+    float *y;
+    size_t len;
+    __m512 vh, vl, vr; /* -mr_hi, mr_lo, r */
+} apply_args;
+
+/*
+ * One vector of output at i, lanes in k (0xffff: a full vector):
+ *   t = fma(x, r, -mr_hi) - mr_lo,  y = fma(t, g, b),
+ * with mr_hi + mr_lo = m * r to ~2^-48 relative (computed in double). The
+ * product x * r is exact inside the FMA and x * r - mr_hi is close to t, so
+ * t carries one rounding relative to itself, like (x - m_hi) - m_lo did,
+ * and the output costs 2 operations (3 with mr_lo) instead of 4: sub, sub,
+ * r * g, FMA.
+ */
+static inline __attribute__((always_inline)) __m512
+out_vec(const apply_args *a, size_t i, __mmask16 k, int flags)
+{
+    __m512 t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a->x + i), a->vr, a->vh);
+
+    if (flags & AP_LO)
+        t = _mm512_sub_ps(t, a->vl);
+    if (flags & AP_GAIN) {
+        __m512 g = _mm512_maskz_loadu_ps(k, a->g + i);
+
+        if (flags & AP_BIAS)
+            return _mm512_fmadd_ps(t, g, _mm512_maskz_loadu_ps(k, a->b + i));
+        return _mm512_mul_ps(t, g);
+    }
+    if (flags & AP_BIAS)
+        return _mm512_add_ps(t, _mm512_maskz_loadu_ps(k, a->b + i));
+    return t;
+}
+
+static inline __attribute__((always_inline)) void apply_group(const apply_args *a, int flags)
+{
+    const size_t len = a->len;
+    size_t i = 0;
+
+    if (flags & AP_NT) {
+        /* Up to the first 64-byte boundary of y with ordinary stores. */
+        size_t head = (size_t)((64u - ((uintptr_t)a->y & 63u)) & 63u) / sizeof(float);
+
+        if (head > len)
+            head = len;
+        if (head) {
+            _mm512_mask_storeu_ps(a->y, tail_k(head), out_vec(a, 0, tail_k(head), flags));
+            i = head;
+        }
+        for (; i + 16 <= len; i += 16) {
+            LN_PF(a->pf + i);
+            _mm512_stream_ps(a->y + i, out_vec(a, i, 0xffff, flags));
+        }
+    } else {
+        for (; i + 32 <= len; i += 32) {
+            LN_PF(a->pf + i);
+            LN_PF(a->pf + i + 16);
+            _mm512_storeu_ps(a->y + i, out_vec(a, i, 0xffff, flags));
+            _mm512_storeu_ps(a->y + i + 16, out_vec(a, i + 16, 0xffff, flags));
+        }
+    }
+    for (; i < len; i += 16) {
+        const __mmask16 k = tail_k(len - i >= 16 ? 16 : len - i);
+
+        _mm512_mask_storeu_ps(a->y + i, k, out_vec(a, i, k, flags));
+    }
+}
+
+/*
+ * The output pass of one group fused with the statistics pass of the next
+ * (xn, shift c; the same sums and folds as sum_shifted): in cache, the
+ * statistics pass waits on loads from L2 and the output pass on arithmetic,
+ * so interleaved they overlap. xn never overlaps a->y (the next group
+ * follows this one), so in place works. Not used with non-temporal stores.
+ */
+static inline __attribute__((always_inline)) void
+fused_group(const apply_args *a, int flags, const float *xn, float c, double *s1, double *s2)
+{
+    const size_t len = a->len, l64 = len / 64 * 64;
+    const __m512 vc = _mm512_set1_ps(c);
+    __m512d t1 = _mm512_setzero_pd(), t2 = _mm512_setzero_pd();
+    double e1, e2;
+    size_t i = 0;
+
+#define LN_T(off) _mm512_sub_ps(_mm512_loadu_ps(xn + i + (off)), vc)
+    while (i < l64) {
+        const size_t stop = l64 - i >= LN_AVX512_FOLD ? i + LN_AVX512_FOLD : l64;
+        __m512 a0, a1, a2, a3, q0, q1, q2, q3;
+
+        a0 = a1 = a2 = a3 = q0 = q1 = q2 = q3 = _mm512_setzero_ps();
+        for (; i < stop; i += 64) {
+            __m512 d0 = LN_T(0), d1 = LN_T(16), d2 = LN_T(32), d3 = LN_T(48);
+
+            a0 = _mm512_add_ps(a0, d0);
+            a1 = _mm512_add_ps(a1, d1);
+            a2 = _mm512_add_ps(a2, d2);
+            a3 = _mm512_add_ps(a3, d3);
+            q0 = _mm512_fmadd_ps(d0, d0, q0);
+            q1 = _mm512_fmadd_ps(d1, d1, q1);
+            q2 = _mm512_fmadd_ps(d2, d2, q2);
+            q3 = _mm512_fmadd_ps(d3, d3, q3);
+            _mm512_storeu_ps(a->y + i, out_vec(a, i, 0xffff, flags));
+            _mm512_storeu_ps(a->y + i + 16, out_vec(a, i + 16, 0xffff, flags));
+            _mm512_storeu_ps(a->y + i + 32, out_vec(a, i + 32, 0xffff, flags));
+            _mm512_storeu_ps(a->y + i + 48, out_vec(a, i + 48, 0xffff, flags));
+        }
+        t1 = add_widened(t1, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+        t2 = add_widened(t2, _mm512_add_ps(_mm512_add_ps(q0, q1), _mm512_add_ps(q2, q3)));
+    }
+#undef LN_T
+    sum_shifted(xn + l64, len - l64, c, &e1, &e2);
+    *s1 = _mm512_reduce_add_pd(t1) + e1;
+    *s2 = _mm512_reduce_add_pd(t2) + e2;
+    for (; i < len; i += 16) {
+        const __mmask16 k = tail_k(len - i >= 16 ? 16 : len - i);
+
+        _mm512_mask_storeu_ps(a->y + i, k, out_vec(a, i, k, flags));
+    }
+}
+
+static void fused_dispatch(const apply_args *a, int flags, const float *xn, float c,
+                           double *s1, double *s2)
+{
+    switch (flags) {
+#define LN_CASE(f)                              \
+    case f:                                     \
+        fused_group(a, f, xn, c, s1, s2);       \
+        break;
+        LN_CASE(0) LN_CASE(1) LN_CASE(2) LN_CASE(3) LN_CASE(4) LN_CASE(5) LN_CASE(6) LN_CASE(7)
+#undef LN_CASE
+    }
+}
+
+/* The 16 instantiations of the output pass, one branch-free loop each. */
+static void apply_dispatch(const apply_args *a, int flags)
+{
+    switch (flags) {
+#define LN_CASE(f) \
+    case f:        \
+        apply_group(a, f); \
+        break;
+        LN_CASE(0) LN_CASE(1) LN_CASE(2) LN_CASE(3) LN_CASE(4) LN_CASE(5) LN_CASE(6) LN_CASE(7)
+        LN_CASE(8) LN_CASE(9) LN_CASE(10) LN_CASE(11) LN_CASE(12) LN_CASE(13) LN_CASE(14)
+        LN_CASE(15)
+#undef LN_CASE
+    }
+}
+
+/* The shift of the one-pass statistics: the mean of the first 32 elements
+ * for layernorm; 0 for rmsnorm, whose pass then sums x^2 in s2. */
+static float group_shift(const float *xg, size_t len, int is_ln)
+{
+    const size_t head = len < 32 ? len : 32;
+
+    return is_ln ? (float)(sum_x(xg, head) / (double)head) : 0.0f;
+}
+
+/* What a group's statistics give: its diagnostics and output constants. */
+typedef struct group_out {
+    double mean, var, rstd;
+    float rstd_f;
+} group_out;
+
+/*
+ * Statistics of the group at xg from its one-pass sums around the shift c,
+ * and the output constants of a. As in ln_avx2.c: when c is not within half
+ * a standard deviation of the mean (or a sum is NaN), the exact two passes
+ * of MATH.md 6 instead. Returns the output pass's flags.
+ */
+static int group_finish(const float *xg, size_t len, int is_ln, double eps, float c,
+                        double s1, double s2, group_out *o, apply_args *a)
+{
+    double mr, denom;
+    float r_out, mr_hi, mr_lo;
+
+    o->mean = 0.0;
+    o->rstd = 0.0;
+    if (is_ln) {
+        double shift = s1 / (double)len;
+
+        o->var = s2 / (double)len - shift * shift;
+        o->mean = (double)c + shift;
+        if (!(shift * shift <= 0.25 * o->var)) {
+            float m_hi, m_lo;
+
+            o->mean = sum_x(xg, len) / (double)len;
+            m_hi = (float)o->mean;
+            m_lo = (float)(o->mean - (double)m_hi);
+            o->var = sum_d2(xg, len, m_hi, m_lo) / (double)len;
+        }
+    } else {
+        o->var = s2 / (double)len;
+    }
+    if (isinf(o->var)) /* float squares overflowed (spread past ~1.8e19) */
+        ln_ref_group_moments(is_ln ? LN_KIND_LAYERNORM : LN_KIND_RMSNORM, xg, len, &o->mean,
+                             &o->var);
+    denom = o->var + eps;
+    /* var + eps == 0: rstd 0 (ln.h), so y = b. */
+    if (denom > 0.0)
+        o->rstd = 1.0 / sqrt(denom);
+    o->rstd_f = (float)o->rstd;
+    /*
+     * m * r as two floats for out_vec. A constant group (var == 0: every t
+     * or d was 0) gets r = 0 in the output pass, so y = b exactly even with
+     * eps > 0, where m * r in two floats would leave a residue of ~2^-48
+     * |m r|. A NaN var keeps r, and NaN propagates.
+     */
+    r_out = o->var == 0.0 ? 0.0f : o->rstd_f;
+    mr = o->mean * (double)r_out;
+    mr_hi = (float)mr;
+    mr_lo = (float)(mr - (double)mr_hi);
+    a->vh = _mm512_set1_ps(-mr_hi);
+    a->vl = _mm512_set1_ps(mr_lo);
+    a->vr = _mm512_set1_ps(r_out);
+    /* Dropping mr_lo moves an output by under 2^-30 |g|: 1/128 of an ulp
+     * at 1. NaN compares false and keeps it. */
+    return fabsf(mr_lo) < 0x1p-30f ? 0 : AP_LO;
+}
+
+void ln_rows_avx512(const ln_params *p, const float *x, float *y, size_t n_rows,
+                    const ln_diag *d)
+{
+    const size_t groups = p->groups;
+    const size_t len = p->n / groups;
+    const size_t n_seg = n_rows * groups; /* groups of the batch, in order */
+    const double eps = p->eps;
+    const int is_ln = p->kind == LN_KIND_LAYERNORM;
+    /* y is a float pointer, so 4-byte aligned in any valid program; the
+     * check keeps the aligned-store loop honest if it is not. */
+    const int nt = y != x && n_seg * len * sizeof(float) >= LN_AVX512_NT_MIN_BYTES &&
+                   ((uintptr_t)y & 3u) == 0;
+    const int base_flags = (p->gain ? AP_GAIN : 0) | (p->bias ? AP_BIAS : 0);
+    double frac_sum = 0.0, s1, s2;
+    float c;
+    size_t j;
+
+    if (n_seg == 0)
+        return;
+    /* Statistics of the first group; each later group's come fused with the
+     * output pass of the one before it (in cache) or alone (with NT). */
+    c = group_shift(x, len, is_ln);
+    sum_shifted(x, len, c, &s1, &s2);
+    for (j = 0; j < n_seg; j++) {
+        const size_t off = j * len, k = j % groups;
+        const float *xn = x + off + len;
+        group_out o;
+        apply_args a;
+        int flags;
+
+        flags = base_flags | group_finish(x + off, len, is_ln, eps, c, s1, s2, &o, &a);
+        a.x = x + off;
+        a.y = y + off;
+        a.g = p->gain ? p->gain + k * len : NULL;
+        a.b = p->bias ? p->bias + k * len : NULL;
+        a.len = len;
+        /* The last group prefetches itself: a hint past the batch would
+         * not fault, but would be pointless. */
+        a.pf = j + 1 < n_seg ? xn : x + off;
+        if (j + 1 < n_seg && !nt) {
+            c = group_shift(xn, len, is_ln);
+            fused_dispatch(&a, flags, xn, c, &s1, &s2);
+        } else {
+            apply_dispatch(&a, flags | (nt ? AP_NT : 0));
+            if (j + 1 < n_seg) {
+                c = group_shift(xn, len, is_ln);
+                sum_shifted(xn, len, c, &s1, &s2);
+            }
+        }
+
+        if (d && d->mean)
+            d->mean[j] = (float)o.mean;
+        if (d && d->rstd)
+            d->rstd[j] = o.rstd_f;
+        if (o.var + eps > 0.0)
+            frac_sum += o.var / (o.var + eps);
+        if (k + 1 == groups) {
+            if (d && d->radius)
+                d->radius[j / groups] = (float)sqrt(frac_sum / (double)groups);
+            frac_sum = 0.0;
+        }
+    }
+    /* Non-temporal stores are weakly ordered: make them visible before the
+     * caller hands y to another thread. */
+    if (nt)
+        _mm_sfence();
+}

@@ -1,0 +1,51 @@
+/*
+ * f32text.h -- float32 <-> JSON number text, exact and fast.
+ *
+ * A thin C interface to two proven C++ libraries: dragonbox prints the
+ * shortest decimal that reads back to the same float32, fast_float reads a
+ * decimal as the correctly rounded float32 (round to nearest, ties to even,
+ * straight from the decimal: no detour through double, so no double
+ * rounding). Both run at tens of millions of numbers per second per core,
+ * where jansson and snprintf("%.9g") manage a few million
+ * (bench/bench_codec.c).
+ *
+ * Pure functions: no allocation, no globals, no locale; safe from any
+ * thread. Implemented in f32text.cc (C++17, no exceptions, no RTTI).
+ */
+#pragma once
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bytes f32text_print may write: "-1.2345678e-45" is the longest (15). */
+#define F32TEXT_MAX 16
+
+/*
+ * Writes finite v (the caller checks: JSON has no NaN or infinity) into dst
+ * (at least F32TEXT_MAX bytes) as a JSON number and returns its length; no
+ * NUL is written. The digits are the shortest that parse back to v's exact
+ * bits. The text always reads as a real, never an integer: "1.0", "-0.0",
+ * "0.5", "1.5e-7", "3.4028235e38", so that parsers which keep JSON
+ * integers apart (jansson, Python) keep the value a float and -0 keeps its
+ * sign. Layout follows printf's %g: plain notation for 1e-4 <= |v| < 1e9,
+ * exponent notation outside it.
+ */
+size_t f32text_print(char *dst, float v);
+
+/*
+ * Reads one JSON number (RFC 8259 grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?
+ * ([eE][+-]?[0-9]+)?; no leading '+', no whitespace, no "inf"/"nan")
+ * starting at p, not reading at or past end. On success stores the
+ * correctly rounded float32 of the decimal in *out (+-inf if it rounds past
+ * FLT_MAX; "-0" gives -0.0f) and returns the end of the number; the caller
+ * decides what may follow it. Returns NULL, leaving *out alone, when p does
+ * not start with a JSON number.
+ */
+const char *f32text_parse(const char *p, const char *end, float *out);
+
+#ifdef __cplusplus
+}
+#endif

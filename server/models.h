@@ -1,0 +1,45 @@
+/*
+ * models.h -- the table of served models: the built-ins "layernorm" and
+ * "rmsnorm" (any N, no affine, eps 1e-5) followed by the configured ones.
+ * Built once in main before any thread starts; read-only afterwards, so
+ * any thread may look models up without locks.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "../config/config.h"
+#include "../core/geometry.h"
+#include "../core/ln.h"
+#include "../proto/oip.h"
+
+typedef struct model {
+    char name[CONFIG_NAME_MAX];
+    ln_params params; /* params.n == dim; 0 for any-N models (set per request) */
+    oip_model_info info;
+    float *gain; /* owned, [dim] or NULL */
+    float *bias; /* owned, [dim] or NULL */
+    /* layernorm with dim > 0: the region its outputs lie in, per group,
+     * solved once at load (core/geometry.h); NULL otherwise */
+    geometry **geo;
+    /* one-group layernorm with dim > 1: its info.max_axes longest principal
+     * axes ([max_axes * dim], unit) and their semi-axis lengths, for the
+     * per-row axes output; NULL otherwise */
+    double *axes;
+    const double *semi_axes; /* points into geo[0] */
+} model;
+
+typedef struct model_table {
+    model *models;
+    size_t n;
+} model_table;
+
+/* Builds the table from the config (copies gain and bias, solves each
+ * layernorm model's geometry). 0, or -1 with the reason in err
+ * (CONFIG_ERR_MAX bytes). */
+int models_init(model_table *t, const config *c, char *err);
+
+void models_fini(model_table *t);
+
+/* The model named name[0..len), or NULL. */
+const model *models_find(const model_table *t, const char *name, size_t len);

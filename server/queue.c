@@ -1,0 +1,213 @@
+/*
+ * queue.c -- see queue.h. Vyukov's bounded MPMC queue: cell i holds a
+ * sequence number that says whose turn it is. A producer at position pos
+ * may write cell pos & mask when seq == pos, then publishes seq = pos + 1;
+ * a consumer at pos may read it when seq == pos + 1, then frees it for the
+ * next lap with seq = pos + ring size.
+ */
+#include "queue.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define CACHE_LINE 64
+
+typedef struct cell {
+    atomic_size_t seq;
+    void *item; /* written by the producer before its release store of seq */
+} cell;
+
+struct queue {
+    cell *cells;
+    size_t mask;     /* ring size - 1; ring size is a power of two >= capacity */
+    size_t capacity; /* admission limit */
+    alignas(CACHE_LINE) atomic_size_t head; /* next position to push */
+    alignas(CACHE_LINE) atomic_size_t tail; /* next position to pop */
+    alignas(CACHE_LINE) atomic_size_t reserved; /* reserved or queued */
+    alignas(CACHE_LINE) atomic_int sleepers;    /* consumers in cond_wait */
+    atomic_int closed;
+    pthread_mutex_t lock; /* guards the sleep/wake handshake only */
+    pthread_cond_t nonempty;
+};
+
+queue *queue_create(size_t capacity)
+{
+    if (capacity == 0 || capacity > (SIZE_MAX >> 2))
+        return NULL;
+    size_t ring = 1;
+    while (ring < capacity)
+        ring <<= 1;
+
+    queue *q = aligned_alloc(CACHE_LINE, (sizeof(*q) + CACHE_LINE - 1) /
+                                             CACHE_LINE * CACHE_LINE);
+    if (!q)
+        return NULL;
+    q->cells = calloc(ring, sizeof(cell));
+    if (!q->cells) {
+        free(q);
+        return NULL;
+    }
+    for (size_t i = 0; i < ring; i++)
+        atomic_init(&q->cells[i].seq, i);
+    q->mask = ring - 1;
+    q->capacity = capacity;
+    atomic_init(&q->head, 0);
+    atomic_init(&q->tail, 0);
+    atomic_init(&q->reserved, 0);
+    atomic_init(&q->sleepers, 0);
+    atomic_init(&q->closed, 0);
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_cond_init(&q->nonempty, NULL);
+    return q;
+}
+
+void queue_destroy(queue *q)
+{
+    if (!q)
+        return;
+    pthread_cond_destroy(&q->nonempty);
+    pthread_mutex_destroy(&q->lock);
+    free(q->cells);
+    free(q);
+}
+
+int queue_reserve(queue *q, size_t n)
+{
+    /* Relaxed is enough: the count only bounds memory; the items
+     * themselves are published by the cell sequence numbers. */
+    size_t cur = atomic_load_explicit(&q->reserved, memory_order_relaxed);
+    do {
+        if (n > q->capacity || cur > q->capacity - n)
+            return -EAGAIN;
+    } while (!atomic_compare_exchange_weak_explicit(
+        &q->reserved, &cur, cur + n, memory_order_relaxed,
+        memory_order_relaxed));
+    return 0;
+}
+
+void queue_unreserve(queue *q, size_t n)
+{
+    atomic_fetch_sub_explicit(&q->reserved, n, memory_order_relaxed);
+}
+
+void queue_push(queue *q, void *item)
+{
+    size_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
+    cell *c;
+    for (;;) {
+        c = &q->cells[pos & q->mask];
+        /* Pairs with the consumer's release store that freed the cell. */
+        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        intptr_t dif = (intptr_t)seq - (intptr_t)pos;
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(
+                    &q->head, &pos, pos + 1, memory_order_relaxed,
+                    memory_order_relaxed))
+                break;
+        } else {
+            /* dif < 0 would mean a full ring, which the reservation rules
+             * out; dif > 0: another producer took pos, reload. */
+            pos = atomic_load_explicit(&q->head, memory_order_relaxed);
+        }
+    }
+    c->item = item;
+    /* Publishes item; pairs with the acquire load in queue_try_pop. */
+    atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+
+    /* Dekker with queue_pop_wait: our store of seq, then this fence, then
+     * the load of sleepers; the sleeper increments sleepers, fences, then
+     * re-checks the ring. One of the two sees the other. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&q->sleepers, memory_order_relaxed) > 0) {
+        pthread_mutex_lock(&q->lock);
+        pthread_cond_signal(&q->nonempty);
+        pthread_mutex_unlock(&q->lock);
+    }
+}
+
+int queue_try_pop(queue *q, void **item)
+{
+    size_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    cell *c;
+    for (;;) {
+        c = &q->cells[pos & q->mask];
+        /* Pairs with the producer's release store in queue_push. */
+        size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(
+                    &q->tail, &pos, pos + 1, memory_order_relaxed,
+                    memory_order_relaxed))
+                break;
+        } else if (dif < 0) {
+            return -EAGAIN;
+        } else {
+            pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
+        }
+    }
+    *item = c->item;
+    /* Frees the cell for the producer one lap ahead; pairs with the
+     * acquire load in queue_push. */
+    atomic_store_explicit(&c->seq, pos + q->mask + 1, memory_order_release);
+    atomic_fetch_sub_explicit(&q->reserved, 1, memory_order_relaxed);
+    return 0;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+int queue_pop_wait(queue *q, void **item, unsigned spin_iters)
+{
+    for (unsigned i = 0; i < spin_iters; i++) {
+        if (queue_try_pop(q, item) == 0)
+            return 0;
+        cpu_relax();
+    }
+
+    pthread_mutex_lock(&q->lock);
+    atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_relaxed);
+    /* See queue_push: sleepers++ before re-checking the ring. */
+    atomic_thread_fence(memory_order_seq_cst);
+    int rc;
+    for (;;) {
+        if (queue_try_pop(q, item) == 0) {
+            rc = 0;
+            break;
+        }
+        /* Pairs with the release store in queue_close. */
+        if (atomic_load_explicit(&q->closed, memory_order_acquire)) {
+            rc = -ESHUTDOWN;
+            break;
+        }
+        pthread_cond_wait(&q->nonempty, &q->lock);
+    }
+    atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+}
+
+void queue_close(queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    atomic_store_explicit(&q->closed, 1, memory_order_release);
+    pthread_cond_broadcast(&q->nonempty);
+    pthread_mutex_unlock(&q->lock);
+}
+
+size_t queue_depth(const queue *q)
+{
+    return atomic_load_explicit(&q->reserved, memory_order_relaxed);
+}
+
+size_t queue_capacity(const queue *q)
+{
+    return q->capacity;
+}
