@@ -13,11 +13,11 @@
  *      drifting row, NaN) it falls back to the exact two passes of
  *      MATH.md 6: the sum of x in double (_mm256_cvtps_pd, 8 accumulators),
  *      then the sum of d^2 with d = (x - m_hi) - m_lo. rmsnorm sums x^2.
- *      Float accumulators are folded into doubles every 512 or 1024
- *      elements, so each float lane sums at most 16 terms whatever N is;
- *   2. y = d * (r * g) + b, d = (x - m_hi) - m_lo, m = m_hi + m_lo the
- *      two-float mean: x - m_hi is exact near the mean (Sterbenz), so
- *      offset rows lose nothing to the mean's rounding. One FMA per element.
+ *      Float accumulators are folded into doubles every 128 or 256
+ *      elements, so each float lane sums at most 4 terms whatever N is;
+ *   2. y = d * (r * g) + b with d = x - m and s = r * g each carried in
+ *      two floats (apply_vec), so that only the last FMA rounds at the
+ *      size of y.
  * The one-pass statistics cut the time per row by about a quarter
  * (N = 768 in L1: 155 ns -> 113 ns on the Xeon this was tuned on). The
  * scalar statistics (mean, variance, 1/sqrt) are finished in double.
@@ -26,9 +26,8 @@
  * Pointers may be unaligned; y == x works because every pass reads an
  * element before the output pass writes it.
  *
- * Measured against ln_rows_ref (tests/test_core.c): at most ~6 u = 6 * 2^-24
- * normalized (about 3 ulp) on normal, offset (mean 1e4, std 1) and
- * tiny-variance rows alike.
+ * Measured against ln_rows_ref (tests/test_core.c, 30 seeds): at most 3 ulp
+ * of max(1, |y|) on every row family, mostly 1 (VEC_TOL_ULP is 4).
  *
  * Limit: squares are taken in float, so a group whose centred values are
  * above ~1e19 in magnitude overflows, and one whose values are all below
@@ -42,8 +41,11 @@
 #include <math.h>
 
 /* sum_d2 folds its float accumulators into doubles every this many floats,
- * sum_shifted (which has half as many of each kind) every half of it. */
-#define LN_AVX2_FOLD 1024
+ * sum_shifted (which has half as many of each kind) every half of it: at
+ * most 4 terms per float lane. With 16 terms (1024) heavy-tailed rows
+ * (Cauchy) lost up to ~1.5 u in the variance and reached 4 ulp in y; the
+ * more frequent folds cost under 5 % at N = 4096 (bench/bench_kernel). */
+#define LN_AVX2_FOLD 256
 
 /* Lanes [0, rem) set, rem in 1..7: for the last partial vector of a group. */
 static inline __m256i tail_mask(size_t rem)
@@ -106,7 +108,7 @@ static double sum_x(const float *x, size_t len)
  * Fused statistics pass: sums of t and t^2 with t = x - c, where c is a
  * float shift near the mean. Four accumulators of each kind (eight
  * registers, leaving room for the shift and temporaries), folded into
- * doubles every LN_AVX2_FOLD / 2 floats so each float lane sums at most 16
+ * doubles every LN_AVX2_FOLD / 2 floats so each float lane sums at most 4
  * terms.
  */
 static void sum_shifted(const float *x, size_t len, float c, double *s1,
@@ -217,46 +219,74 @@ static double sum_d2(const float *x, size_t len, float m_hi, float m_lo)
 }
 
 /*
- * The output pass for one group. Always inlined with constant has_gain / has_bias,
- * so each of the four combinations gets its own branch-free loop.
+ * One vector of output, y = d * s + b, with both factors carried in two
+ * floats so that only the final FMA rounds at the size of y:
+ *   d = x - m = dh + dl: dh = x - m_hi, dl = ((x - dh) - m_hi) - m_lo; the
+ *     first two terms are Fast2Sum, exact when |x| >= |m_hi| (where
+ *     |x| < |m_hi| / 2, d is within a factor 2 of -m and small against the
+ *     row's spread, so its rounding does not reach y);
+ *   s = r g = s_hi + s_lo: s_hi = fl(r_hi g), s_lo = (r_hi g - s_hi) (exact,
+ *     by FMA) + r_lo g, with r_hi + r_lo = rstd to ~2^-48;
+ *   y = fma(dh, s_hi, fma(dh, s_lo, fma(dl, s_hi, b))).
+ * Where a bias cancels part of d * s (|d * s| up to a few |y|), the roundings
+ * of d, of rstd and of r g were each 0.5 u of d * s, so of up to ~1.5 u of
+ * y: with them the kernel reached 5 ulp on the test families; without
+ * them at most 3 (tests/test_core.c, VEC_TOL_ULP). The price is 10 vector
+ * operations per 8 outputs instead of 4: in-cache shapes, which are bound
+ * by arithmetic, lose about 40 % (bench/bench_kernel); shapes that stream
+ * from memory lose little. Always inlined with constant has_gain /
+ * has_bias, so each of the four combinations gets its own branch-free loop.
  */
+static inline __attribute__((always_inline)) __m256
+apply_vec(__m256 xv, __m256 gv, __m256 bv, __m256 vh, __m256 vl, __m256 rh,
+          __m256 rl, int has_gain, int has_bias)
+{
+    const __m256 dh = _mm256_sub_ps(xv, vh);
+    const __m256 dl = _mm256_sub_ps(_mm256_sub_ps(_mm256_sub_ps(xv, dh), vh), vl);
+    __m256 s_hi = rh, s_lo = rl, lo;
+
+    if (has_gain) {
+        s_hi = _mm256_mul_ps(rh, gv);
+        s_lo = _mm256_fmadd_ps(rl, gv, _mm256_fmsub_ps(rh, gv, s_hi));
+    }
+    lo = has_bias ? _mm256_fmadd_ps(dl, s_hi, bv) : _mm256_mul_ps(dl, s_hi);
+    return _mm256_fmadd_ps(dh, s_hi, _mm256_fmadd_ps(dh, s_lo, lo));
+}
+
 static inline __attribute__((always_inline)) void
 apply_group(const float *x, float *y, size_t len, float m_hi, float m_lo,
-            float rstd, const float *g, const float *b, int has_gain,
+            float r_hi, float r_lo, const float *g, const float *b, int has_gain,
             int has_bias)
 {
     const __m256 vh = _mm256_set1_ps(m_hi);
     const __m256 vl = _mm256_set1_ps(m_lo);
-    const __m256 vr = _mm256_set1_ps(rstd);
+    const __m256 rh = _mm256_set1_ps(r_hi);
+    const __m256 rl = _mm256_set1_ps(r_lo);
+    const __m256 zero = _mm256_setzero_ps();
     size_t i = 0;
 
     for (; i + 16 <= len; i += 16) {
-        __m256 d0 = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vh), vl);
-        __m256 d1 = _mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vh), vl);
-        __m256 s0 = has_gain ? _mm256_mul_ps(vr, _mm256_loadu_ps(g + i)) : vr;
-        __m256 s1 = has_gain ? _mm256_mul_ps(vr, _mm256_loadu_ps(g + i + 8)) : vr;
+        __m256 y0 = apply_vec(_mm256_loadu_ps(x + i),
+                              has_gain ? _mm256_loadu_ps(g + i) : zero,
+                              has_bias ? _mm256_loadu_ps(b + i) : zero, vh, vl, rh,
+                              rl, has_gain, has_bias);
+        __m256 y1 = apply_vec(_mm256_loadu_ps(x + i + 8),
+                              has_gain ? _mm256_loadu_ps(g + i + 8) : zero,
+                              has_bias ? _mm256_loadu_ps(b + i + 8) : zero, vh, vl,
+                              rh, rl, has_gain, has_bias);
 
-        if (has_bias) {
-            d0 = _mm256_fmadd_ps(d0, s0, _mm256_loadu_ps(b + i));
-            d1 = _mm256_fmadd_ps(d1, s1, _mm256_loadu_ps(b + i + 8));
-        } else {
-            d0 = _mm256_mul_ps(d0, s0);
-            d1 = _mm256_mul_ps(d1, s1);
-        }
-        _mm256_storeu_ps(y + i, d0);
-        _mm256_storeu_ps(y + i + 8, d1);
+        _mm256_storeu_ps(y + i, y0);
+        _mm256_storeu_ps(y + i + 8, y1);
     }
     for (; i < len; i += 8) {
         /* Full vector, or the masked last one: identical arithmetic. */
         const __m256i m = len - i >= 8 ? _mm256_set1_epi32(-1) : tail_mask(len - i);
-        __m256 d0 = _mm256_sub_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vh), vl);
-        __m256 s0 = has_gain ? _mm256_mul_ps(vr, _mm256_maskload_ps(g + i, m)) : vr;
+        __m256 y0 = apply_vec(_mm256_maskload_ps(x + i, m),
+                              has_gain ? _mm256_maskload_ps(g + i, m) : zero,
+                              has_bias ? _mm256_maskload_ps(b + i, m) : zero, vh, vl,
+                              rh, rl, has_gain, has_bias);
 
-        if (has_bias)
-            d0 = _mm256_fmadd_ps(d0, s0, _mm256_maskload_ps(b + i, m));
-        else
-            d0 = _mm256_mul_ps(d0, s0);
-        _mm256_maskstore_ps(y + i, m, d0);
+        _mm256_maskstore_ps(y + i, m, y0);
     }
 }
 
@@ -278,7 +308,7 @@ void ln_rows_avx2(const ln_params *p, const float *x, float *y, size_t n_rows,
             const float *g = p->gain ? p->gain + k * len : NULL;
             const float *b = p->bias ? p->bias + k * len : NULL;
             double mean = 0.0, var, denom, rstd = 0.0;
-            float m_hi = 0.0f, m_lo = 0.0f, rstd_f;
+            float m_hi = 0.0f, m_lo = 0.0f, rstd_f, rstd_lo;
 
             if (is_ln) {
                 double s1, s2, shift;
@@ -329,15 +359,16 @@ void ln_rows_avx2(const ln_params *p, const float *x, float *y, size_t n_rows,
                 frac_sum += var / denom;
             }
             rstd_f = (float)rstd;
+            rstd_lo = (float)(rstd - (double)rstd_f);
 
             if (g && b)
-                apply_group(x + off, y + off, len, m_hi, m_lo, rstd_f, g, b, 1, 1);
+                apply_group(x + off, y + off, len, m_hi, m_lo, rstd_f, rstd_lo, g, b, 1, 1);
             else if (g)
-                apply_group(x + off, y + off, len, m_hi, m_lo, rstd_f, g, NULL, 1, 0);
+                apply_group(x + off, y + off, len, m_hi, m_lo, rstd_f, rstd_lo, g, NULL, 1, 0);
             else if (b)
-                apply_group(x + off, y + off, len, m_hi, m_lo, rstd_f, NULL, b, 0, 1);
+                apply_group(x + off, y + off, len, m_hi, m_lo, rstd_f, rstd_lo, NULL, b, 0, 1);
             else
-                apply_group(x + off, y + off, len, m_hi, m_lo, rstd_f, NULL, NULL, 0, 0);
+                apply_group(x + off, y + off, len, m_hi, m_lo, rstd_f, rstd_lo, NULL, NULL, 0, 0);
 
             if (d && d->mean)
                 d->mean[r * groups + k] = (float)mean;

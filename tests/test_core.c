@@ -14,7 +14,7 @@
  *        (within 1.001 u of the exact value, checked against the oracle).
  *   An ulp at m is between 1 and 2 u of m (ulp(m) / m in (2^-24, 2^-23]),
  *   so 4 ulp is 8 u at a power of two and just over 4 u below the next one:
- *   the issue's bound "4 ulp of max(1, |y|)" is VEC_TOL_ULP, and is tighter
+ *   the issue's bound "4 ulp of max(1, |y|)" is VEC_TOL_ULP_AVX2, tighter
  *   than the 8 u the outputs were held to before.
  * The largest error seen per row family is printed at the end.
  *
@@ -53,22 +53,26 @@
 #define REF_TOL_U 1.001
 
 /*
- * A vector kernel against the reference: outputs within VEC_TOL_ULP, mean,
+ * A vector kernel against the reference: outputs within the kernel's tol_ulp, mean,
  * rstd and radius within VEC_TOL_U.
  *
- * The issue asks for 4 ulp of max(1, |y|) on every family. Measured over 20
- * seeds (AVX2 and AVX-512 alike): the issue's families (N(0,1), offset 1e4,
- * sd 1e-4, Cauchy, mixed scales, constant; N 1..65536, groups 1..64) reach
- * exactly 4 ulp, and the harder rows of the other tests (N = 65536 with
- * sd 1e-4 at 1 and eps 0, offset 1e4 at N = 65536, the mixed large batch)
- * 5 to 6 ulp. The excess is the output pass, not the statistics (with the
- * variance computed exactly in double the maxima do not move): where the
- * bias cancels part of d * r * g, that term is up to ~3 |y|, and its float
- * roundings (rstd, the centring, r * g) are each 0.5 u of it. So the bound
- * is 6 ulp until the output pass rounds d * r once (two-float rstd); 4 ulp
- * is not met with any margin yet. Diagnostics: at most 2 u.
+ * The issue asks for 4 ulp of max(1, |y|) on every family; each kernel
+ * states its bound in all_kernels[]:
+ *   avx2    4 ulp. Measured over 30 seeds (every test here: the issue's
+ *           families at N 1..65536 and groups 1..64, the hard rows, the
+ *           162000-row batch): at most 3 ulp, mostly 1. Its output pass
+ *           carries d = x - m and s = rstd * g in two floats (ln_avx2.c);
+ *           with one float each it reached 5 ulp.
+ *   avx512  6 ulp. Its output pass rounds rstd and t = x r - m r once each
+ *           at the size of d * r * g; measured (on an AVX-512 machine, in
+ *           an earlier session) 4 ulp on the families and 5 to 6 on the
+ *           hard rows. It has not had the two-float treatment: this
+ *           machine has no AVX-512 to test it on, so the dispatch prefers
+ *           avx2 (ln_dispatch.c) and avx512 is opt-in.
+ * Diagnostics: at most 2 u.
  */
-#define VEC_TOL_ULP 6.0
+#define VEC_TOL_ULP_AVX2 4.0
+#define VEC_TOL_ULP_AVX512 6.0
 #define VEC_TOL_U 8.0
 
 /* The kernels under test; has() says whether this CPU can run one. */
@@ -76,6 +80,7 @@ typedef struct kernel_case {
     const char *name;
     ln_rows_fn fn;
     int (*has)(void);
+    double tol_ulp; /* outputs against the reference, in ulp (top comment) */
 } kernel_case;
 
 static int has_always(void)
@@ -85,9 +90,9 @@ static int has_always(void)
 
 /* The reference first, then every vector kernel. */
 static const kernel_case all_kernels[] = {
-    { "ref", ln_rows_ref, has_always },
-    { "avx2", ln_rows_avx2, ln_cpu_has_avx2 },
-    { "avx512", ln_rows_avx512, ln_cpu_has_avx512 },
+    { "ref", ln_rows_ref, has_always, 0.5 },
+    { "avx2", ln_rows_avx2, ln_cpu_has_avx2, VEC_TOL_ULP_AVX2 },
+    { "avx512", ln_rows_avx512, ln_cpu_has_avx512, VEC_TOL_ULP_AVX512 },
 };
 #define N_KERNELS (sizeof(all_kernels) / sizeof(all_kernels[0]))
 static const kernel_case *const vec_kernels = all_kernels + 1;
@@ -291,14 +296,15 @@ static void outs_fini(outs *o)
 }
 
 static void fail_case(const char *family, const ln_params *p, double ey,
-                      double eulp, double em, double er, double erad, double tol_u)
+                      double eulp, double em, double er, double erad, double tol_u,
+                      double tol_ulp)
 {
     fail_msg("%s: kind %d N=%zu G=%zu eps=%g gain %s bias %s: error y %.2f u "
              "(%.2f ulp), mean %.2f u, rstd %.2f u, radius %.2f u; bound %.3f u "
              "(outputs of a vector kernel: %.1f ulp)",
              family, (int)p->kind, p->n, p->groups, (double)p->eps,
              p->gain ? "on" : "off", p->bias ? "on" : "off", ey, eulp, em, er, erad,
-             tol_u, VEC_TOL_ULP);
+             tol_u, tol_ulp);
 }
 
 /* A vector kernel against the reference on rows of x; all outputs. The
@@ -321,8 +327,8 @@ static void check_vs_ref(const kernel_case *kc, const char *family, const ln_par
     er = max_nerr_f(got.rstd, want.rstd, rows * p->groups);
     erad = max_nerr_f(got.radius, want.radius, rows);
     fam_note(name, ey, eulp, em, er, erad);
-    if (!(eulp <= VEC_TOL_ULP && em <= VEC_TOL_U && er <= VEC_TOL_U && erad <= VEC_TOL_U))
-        fail_case(name, p, ey, eulp, em, er, erad, VEC_TOL_U);
+    if (!(eulp <= kc->tol_ulp && em <= VEC_TOL_U && er <= VEC_TOL_U && erad <= VEC_TOL_U))
+        fail_case(name, p, ey, eulp, em, er, erad, VEC_TOL_U, kc->tol_ulp);
     outs_fini(&want);
     outs_fini(&got);
 }
@@ -410,7 +416,7 @@ static void check_vs_oracle(const char *family, const ln_params *p,
     if (!(ey <= REF_TOL_U && em <= REF_TOL_U && er <= REF_TOL_U &&
           erad <= REF_TOL_U))
         fail_case(family, p, ey, max_ulp_ld(got.y, y, rows * p->n), em, er, erad,
-                  REF_TOL_U);
+                  REF_TOL_U, 0.5);
     outs_fini(&got);
     free(y);
     free(mean);
@@ -665,7 +671,7 @@ static void test_vec_hard_rows(void **state)
 /*
  * The issue's families (N(0,1), offset 1e4, sd 1e-4, Cauchy, mixed scales,
  * constant) at N from 1 to 65536 and groups 1, 2, 8, 64 (where they divide
- * N), gain and bias on, eps 1e-5 and 0: outputs within VEC_TOL_ULP of the
+ * N), gain and bias on, eps 1e-5 and 0: outputs within the kernel's tol_ulp of the
  * reference, noted per family as "<kernel>/ref issue <family>".
  */
 static void vec_issue_families(const kernel_case *kc)
@@ -1156,15 +1162,16 @@ static void run_and_compare(ln_rows_fn direct)
     assert_memory_equal(y, want, sizeof(y));
 }
 
-/* The kernel the dispatch picks when LNSERVE_KERNEL is unset. */
+/* The kernel the dispatch picks when LNSERVE_KERNEL is unset: the most
+ * accurate vector kernel (avx2), never avx512 (opt-in, see the top). */
 static const char *best_name(void)
 {
-    return ln_cpu_has_avx512() ? "avx512" : ln_cpu_has_avx2() ? "avx2" : "ref";
+    return ln_cpu_has_avx2() ? "avx2" : "ref";
 }
 
 static ln_rows_fn best_fn(void)
 {
-    return ln_cpu_has_avx512() ? ln_rows_avx512 : ln_cpu_has_avx2() ? ln_rows_avx2 : ln_rows_ref;
+    return ln_cpu_has_avx2() ? ln_rows_avx2 : ln_rows_ref;
 }
 
 /* LNSERVE_KERNEL: ref, avx2, avx512, bad values, unset. Restores the
@@ -1289,8 +1296,9 @@ static int print_errors(void **state)
 
     printf("max error per family: y in u = 2^-24 of max(1, |y|) and in ulp of a "
            "float at max(1, |y|); diagnostics in u\n"
-           "(bounds: ref/oracle %.3f u; vector/ref y %.1f ulp, diagnostics %.1f u):\n",
-           REF_TOL_U, VEC_TOL_ULP, VEC_TOL_U);
+           "(bounds: ref/oracle %.3f u; avx2/ref y %.1f ulp, avx512/ref y %.1f ulp, "
+           "diagnostics %.1f u):\n",
+           REF_TOL_U, VEC_TOL_ULP_AVX2, VEC_TOL_ULP_AVX512, VEC_TOL_U);
     printf("  %-36s %8s %8s %8s %8s %8s\n", "family", "y u", "y ulp", "mean", "rstd",
            "radius");
     for (i = 0; i < fam_count; i++)
