@@ -803,22 +803,29 @@ static const char *find_member(const char *p, const char *end,
 }
 
 /*
- * Finds the text of inputs[0].data: [*ds, *de). -1 if the walk does not
- * find it. Exact for any body jansson accepts; for one it rejects the span
- * may be anything, and jansson's verdict stands.
+ * Where the value of inputs[0].data starts, or NULL if the walk does not
+ * find it. Exact for any body jansson accepts; for one it rejects it may
+ * be anything, and jansson's verdict stands.
  */
-static int locate_data(const char *body, size_t len, const char **ds,
-                       const char **de)
+static const char *locate_member(const char *body, size_t len)
 {
     const char *end = body + len, *p = find_member(body, end, "inputs");
 
     if (!p || *p != '[')
-        return -1;
-    p = find_member(p + 1, end, "data");
+        return NULL;
+    return find_member(p + 1, end, "data");
+}
+
+/* The text of inputs[0].data: [*ds, *de); -1 if not found. */
+static int locate_data(const char *body, size_t len, const char **ds,
+                       const char **de)
+{
+    const char *p = locate_member(body, len);
+
     if (!p)
         return -1;
     *ds = p;
-    *de = skip_value(p, end);
+    *de = skip_value(p, body + len);
     return *de ? 0 : -1;
 }
 
@@ -909,24 +916,29 @@ typedef struct data_shape {
 } data_shape;
 
 /*
- * The fast path's reader: the data array [p, end) as a flat array of
- * numbers or an array of arrays of numbers, into x (cap floats, row-major).
- * 0 and *shape filled if the whole span is such an array and every value a
+ * The fast path's reader: the data array starting at p (at its '[', the
+ * body ending at end) as a flat array of numbers or an array of arrays of
+ * numbers, into x (cap floats, row-major). 0, *shape filled and *stop just
+ * past the array's closing ']' if it is such an array and every value a
  * finite float32 that jansson reads without complaint; -1 otherwise (any
  * other shape, a non-number, an integer literal past 18 digits that
  * jansson may find too big, a value out of FP32 range): the full decode
- * then speaks.
+ * then speaks. It finds the array's end itself, so the data text is walked
+ * once: a separate bracket-matching pass over it (skip_value) took ~9 % of
+ * the server's CPU on 1-row N=768 JSON infers (perf, bench/http_bench.sh).
  */
 static int scan_data(const char *p, const char *end, float *x, size_t cap,
-                     data_shape *shape)
+                     data_shape *shape, const char **stop)
 {
     size_t k = 0, row = 0;
 
     memset(shape, 0, sizeof *shape);
     shape->odd_row = SIZE_MAX;
     p = skip_ws(p + 1, end); /* p was at '[' */
-    if (p < end && *p == ']')
-        return p + 1 == end ? 0 : -1;
+    if (p < end && *p == ']') {
+        *stop = p + 1;
+        return 0;
+    }
     shape->nested = p < end && *p == '[';
     for (;;) { /* one row (nested) or the whole array (flat) */
         size_t row_start = k;
@@ -965,11 +977,12 @@ static int scan_data(const char *p, const char *end, float *x, size_t cap,
             return -1;
         }
     row_done:
-        p = skip_ws(p + 1, end);
         if (!shape->nested) {
+            *stop = p + 1;
             shape->len = k;
             break;
         }
+        p = skip_ws(p + 1, end);
         if (row == 0)
             shape->row0 = k - row_start;
         else if (k - row_start != shape->row0 && shape->odd_row == SIZE_MAX) {
@@ -982,14 +995,14 @@ static int scan_data(const char *p, const char *end, float *x, size_t cap,
             continue;
         }
         if (p < end && *p == ']') {
-            p = skip_ws(p + 1, end);
+            *stop = p + 1;
             break;
         }
         return -1;
     }
     if (shape->nested)
         shape->len = row;
-    return p == end ? 0 : -1;
+    return 0;
 }
 
 /* ------------------------------------------------------------ decoders */
@@ -1231,13 +1244,14 @@ static int decode_fast(const char *body, size_t len, const body_parts *parts,
     lns_status s;
     int rc = 1;
 
-    if (locate_data(body, len, &ds, &de) != 0 || *ds != '[')
+    ds = locate_member(body, len);
+    if (!ds || *ds != '[')
         return 1;
-    /* At most one value per two bytes ("1,"): bounded by the body, and the
-     * pages past what is written are never touched. */
-    cap = (size_t)(de - ds) / 2 + 1;
+    /* At most one value per two bytes ("1,") of what follows: bounded by
+     * the body, and the pages past what is written are never touched. */
+    cap = (size_t)(body + len - ds) / 2 + 1;
     x = malloc(cap * sizeof(float));
-    if (!x || scan_data(ds, de, x, cap, &shape) != 0)
+    if (!x || scan_data(ds, body + len, x, cap, &shape, &de) != 0)
         goto out;
     sp = (splice){{body, "[]", de}, {(size_t)(ds - body), 2,
                                      (size_t)(body + len - de)}, 0};
