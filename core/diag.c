@@ -36,6 +36,51 @@ void ln_depth_condition(const ln_params *p, const float *x, size_t n_rows, float
     }
 }
 
+void ln_jacobian_nonlinearity(const ln_params *p, const float *x, size_t n_rows,
+                              float *jac_fro, float *nonlin)
+{
+    size_t G = p->groups, n = p->n / G;
+    double eps = p->eps, dn = (double)n;
+    int is_ln = p->kind == LN_KIND_LAYERNORM;
+    for (size_t r = 0; r < n_rows; r++) {
+        double j2 = 0, h2 = 0;
+        for (size_t k = 0; k < G; k++) {
+            const float *xg = x + r * p->n + k * n;
+            const float *g = p->gain ? p->gain + k * n : NULL;
+            double m = 0, s2 = 0, sg2 = 0, sgd2 = 0;
+            if (is_ln) {
+                for (size_t i = 0; i < n; i++)
+                    m += xg[i];
+                m /= dn;
+            }
+            for (size_t i = 0; i < n; i++) {
+                double d = (double)xg[i] - m, g2 = g ? (double)g[i] * g[i] : 1.0;
+                s2 += d * d;
+                sg2 += g2;
+                sgd2 += g2 * d * d;
+            }
+            double v = s2 / dn, den = v + eps;
+            if (!(den > 0))
+                continue; /* constant group, eps 0: y = b, no slope */
+            double rho2 = v / den, c = rho2 * (2 - rho2);
+            double sgu = s2 > 0 ? sgd2 / s2 : 0;
+            j2 += ((is_ln ? 1 - 1 / dn : 1) * sg2 - c * sgu) / den;
+            if (is_ln) {
+                /* The formula with t / T = rho^2 taken out: no T^5 to
+                 * overflow. */
+                double T = dn * den;
+                h2 += dn * rho2 * ((3 * dn + 3) - 18 * rho2 + 9 * rho2 * rho2) / (T * T);
+            }
+        }
+        /* Rounding can leave a tiny negative where the exact value is 0
+         * (n = 1: the output is the bias whatever x is). */
+        if (jac_fro)
+            jac_fro[r] = (float)sqrt(j2 > 0 ? j2 : 0);
+        if (nonlin)
+            nonlin[r] = (float)sqrt(h2 > 0 ? h2 : 0);
+    }
+}
+
 int ln_plane_ok(const ln_params *p)
 {
     if (p->kind != LN_KIND_LAYERNORM)

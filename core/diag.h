@@ -2,8 +2,9 @@
  * diag.h -- the per-row diagnostics beyond mean, rstd and radius
  * (../shared/MATH.md section 4), computed after the kernel from what it
  * returned: depth below the ellipsoid's surface, the row's condition
- * number, the output's distance from its hyperplane, and its coordinates
- * along the model's principal axes.
+ * number, the Frobenius norms of the Jacobian and (layernorm) the Hessian,
+ * the output's distance from its hyperplane, and its coordinates along the
+ * model's principal axes.
  *
  * Pure functions on caller-owned arrays; no allocation; any thread.
  */
@@ -29,6 +30,30 @@
  */
 void ln_depth_condition(const ln_params *p, const float *x, size_t n_rows, float *depth,
                         float *condition);
+
+/*
+ * From the input rows x (before the kernel, like ln_depth_condition), per
+ * row, summed over the groups (dy/dx is block diagonal, one block a group):
+ *   jac_fro[r]  = |dy/dx|_F. Per group of n, with r = 1/sqrt(v + eps),
+ *                 rho^2 = v / (v + eps), c = rho^2 (2 - rho^2) = 1 -
+ *                 delta^2 and uhat = (x - m) / |x - m|:
+ *                 |J|_F^2 = r^2 [(1 - 1/n) sum g^2 - c sum g^2 uhat^2]
+ *                 (rmsnorm: m = 0, v = mean(x^2), no 1/n term: the
+ *                 projection is the identity). O(n), in double.
+ *   nonlin[r]   = sqrt(sum over groups of |H|_F^2), H the Hessian of
+ *                 layernorm's z = (x - m) r (before gain and bias): with
+ *                 t = n v and T = n (v + eps),
+ *                 |H|_F^2 = n t [(3n + 3) T^2 - 18 t T + 9 t^2] / T^5,
+ *                 3 (n - 2) / (n v^2) at eps = 0. For the same width it
+ *                 grows with the number of groups: Ni et al.'s "group
+ *                 partition amplifies nonlinearity" as a number. Layernorm
+ *                 only (MATH.md 4 derives no rmsnorm form): 0 for rmsnorm.
+ * A group with v + eps == 0 (constant, eps 0) returns y = b (ln.h) and
+ * counts 0 in both. Either output may be NULL. Checked against finite
+ * differences in tests/test_diag.c.
+ */
+void ln_jacobian_nonlinearity(const ln_params *p, const float *x, size_t n_rows,
+                              float *jac_fro, float *nonlin);
 
 /*
  * Hyperplane residual of returned rows y ([rows * n]), per group

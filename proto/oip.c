@@ -90,6 +90,8 @@ static const char *const output_names[OIP_OUT_COUNT] = {
     [OIP_OUT_CONDITION] = "condition",
     [OIP_OUT_PLANE_RESIDUAL] = "plane_residual",
     [OIP_OUT_AXES] = "axes",
+    [OIP_OUT_JACOBIAN_FRO] = "jacobian_fro",
+    [OIP_OUT_NONLINEARITY] = "nonlinearity",
 };
 
 const char *oip_output_name(oip_output o)
@@ -594,7 +596,8 @@ static lns_status decode_outputs(const json_t *root, const oip_model_info *m,
         if (!name)
             return fail(err, LNS_EBADREQ,
                         "outputs[%zu].name: missing (expected one of output, "
-                        "mean, rstd, radius, depth, condition, plane_residual, axes)",
+                        "mean, rstd, radius, depth, condition, plane_residual, axes, "
+                        "jacobian_fro, nonlinearity)",
                         i);
         if (!json_is_string(name))
             return fail(err, LNS_EBADREQ,
@@ -608,7 +611,7 @@ static lns_status decode_outputs(const json_t *root, const oip_model_info *m,
             return fail(err, LNS_EBADREQ,
                         "outputs[%zu].name: unknown output \"%s\" (expected "
                         "one of output, mean, rstd, radius, depth, condition, "
-                        "plane_residual, axes)",
+                        "plane_residual, axes, jacobian_fro, nonlinearity)",
                         i, echo(q, nm));
         for (size_t j = 0; j < req->n_outputs; j++)
             if (req->outputs[j] == (oip_output)k)
@@ -620,6 +623,11 @@ static lns_status decode_outputs(const json_t *root, const oip_model_info *m,
             return fail(err, LNS_EBADREQ,
                         "outputs[%zu].name: plane_residual needs a layernorm "
                         "model whose gains are all nonzero (model \"%s\" is not)",
+                        i, m->name);
+        if (k == OIP_OUT_NONLINEARITY && m->kind != LN_KIND_LAYERNORM)
+            return fail(err, LNS_EBADREQ,
+                        "outputs[%zu].name: nonlinearity is defined for layernorm "
+                        "models (model \"%s\" is rmsnorm)",
                         i, m->name);
         if (k == OIP_OUT_AXES) {
             s = decode_axes_k(root, m, req, err);
@@ -1649,6 +1657,12 @@ lns_status oip_encode_infer(const oip_model_info *m, const oip_request *req,
         case OIP_OUT_AXES:
             t[i] = (out_tensor){res->axes, rows * req->axes_k, req->axes_k,
                                 OIP_DT_FP32};
+            break;
+        case OIP_OUT_JACOBIAN_FRO:
+            t[i] = (out_tensor){res->jacobian_fro, rows, 0, OIP_DT_FP32};
+            break;
+        case OIP_OUT_NONLINEARITY:
+            t[i] = (out_tensor){res->nonlinearity, rows, 0, OIP_DT_FP32};
             break;
         default:
             return LNS_EINTERNAL;

@@ -32,6 +32,8 @@ typedef enum oip_output {
     OIP_OUT_CONDITION,      /* [B] sqrt(1 + m^2 / v), worst group */
     OIP_OUT_PLANE_RESIDUAL, /* [B, G] layernorm with nonzero gains */
     OIP_OUT_AXES,           /* [B, K] K = parameters.axes */
+    OIP_OUT_JACOBIAN_FRO,   /* [B] |dy/dx|_F */
+    OIP_OUT_NONLINEARITY,   /* [B] |Hessian|_F over groups, layernorm */
     OIP_OUT_COUNT
 } oip_output;
 
@@ -161,6 +163,8 @@ typedef struct oip_result {
     const float *condition;      /* [B] */
     const float *plane_residual; /* [B * G] */
     const float *axes;           /* [B * axes_k] */
+    const float *jacobian_fro;   /* [B] */
+    const float *nonlinearity;   /* [B] */
 } oip_result;
 
 /*

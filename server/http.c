@@ -268,15 +268,16 @@ static int model_index(const http_req *r)
 }
 
 /* r->diag holds, for B rows, G groups and K axes: mean [B*G], rstd [B*G],
- * radius [B], depth [B], condition [B], plane_residual [B*G], axes [B*K].
- * diag_at(r, row) points at row's entries of each. */
+ * radius [B], depth [B], condition [B], plane_residual [B*G], axes [B*K],
+ * jacobian_fro [B], nonlinearity [B]. diag_at(r, row) points at row's
+ * entries of each. */
 typedef struct diag_view {
-    float *mean, *rstd, *radius, *depth, *condition, *plane, *axes;
+    float *mean, *rstd, *radius, *depth, *condition, *plane, *axes, *jac, *nonlin;
 } diag_view;
 
 static size_t diag_floats(size_t B, size_t G, size_t K)
 {
-    return B * (3 * G + 3 + K);
+    return B * (3 * G + 5 + K);
 }
 
 static diag_view diag_at(const http_req *r, size_t row)
@@ -297,6 +298,10 @@ static diag_view diag_at(const http_req *r, size_t row)
     v.plane = base + row * G;
     base += B * G;
     v.axes = base + row * K;
+    base += B * K;
+    v.jac = base + row;
+    base += B;
+    v.nonlin = base + row;
     return v;
 }
 
@@ -315,6 +320,8 @@ static void infer_finish(http_req *r)
         .condition = v.condition,
         .plane_residual = v.plane,
         .axes = v.axes,
+        .jacobian_fro = v.jac,
+        .nonlinearity = v.nonlin,
     };
     char *out = NULL;
     size_t out_len = 0, json_len = 0;
@@ -380,6 +387,8 @@ static void infer_job_run(job *j)
      * inputs, before the kernel overwrites them in place ... */
     if (r->want[OIP_OUT_DEPTH] || r->want[OIP_OUT_CONDITION])
         ln_depth_condition(&r->params, x, rows, v.depth, v.condition);
+    if (r->want[OIP_OUT_JACOBIAN_FRO] || r->want[OIP_OUT_NONLINEARITY])
+        ln_jacobian_nonlinearity(&r->params, x, rows, v.jac, v.nonlin);
     ln_rows(&r->params, x, x, rows, &d);
     /* ... the others from what the kernel returned. */
     if (r->want[OIP_OUT_PLANE_RESIDUAL])

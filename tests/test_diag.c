@@ -3,7 +3,8 @@
  * and condition on normal, offset, tiny-variance and constant rows and in
  * groups; the plane residual of the reference kernel's outputs; and the
  * axis coordinates, whose squares over all N-1 axes sum to radius^2
- * (MATH.md section 4).
+ * (MATH.md section 4); the Jacobian and Hessian Frobenius norms against
+ * finite differences and closed forms.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -130,6 +131,168 @@ static void test_axis_coords(void **state)
     geometry_destroy(geo);
 }
 
+/* ---- Jacobian and Hessian norms against finite differences ---- */
+
+/* y = LN(x) (or RMSNorm) of one row of n in double, G groups, gain g and
+ * no bias (the bias does not move derivatives); z when g is NULL. */
+static void ln_double(ln_kind kind, const double *x, size_t n, size_t G, double eps,
+                      const double *g, double *y)
+{
+    size_t gs = n / G;
+    for (size_t k = 0; k < G; k++) {
+        const double *xg = x + k * gs;
+        double m = 0, v = 0;
+        if (kind == LN_KIND_LAYERNORM) {
+            for (size_t i = 0; i < gs; i++)
+                m += xg[i];
+            m /= (double)gs;
+        }
+        for (size_t i = 0; i < gs; i++)
+            v += (xg[i] - m) * (xg[i] - m);
+        v /= (double)gs;
+        for (size_t i = 0; i < gs; i++)
+            y[k * gs + i] = (xg[i] - m) / sqrt(v + eps) * (g ? g[k * gs + i] : 1.0);
+    }
+}
+
+enum { FD_N = 8 };
+
+/* |dy/dx|_F by central differences (step h relative to the row's scale). */
+static double fd_jacobian(ln_kind kind, const double *x, size_t n, size_t G, double eps,
+                          const double *g, double h)
+{
+    double sum = 0, xp[FD_N], yp[FD_N], ym[FD_N];
+    for (size_t j = 0; j < n; j++) {
+        for (size_t i = 0; i < n; i++)
+            xp[i] = x[i];
+        xp[j] = x[j] + h;
+        ln_double(kind, xp, n, G, eps, g, yp);
+        xp[j] = x[j] - h;
+        ln_double(kind, xp, n, G, eps, g, ym);
+        for (size_t i = 0; i < n; i++) {
+            double d = (yp[i] - ym[i]) / (2 * h);
+            sum += d * d;
+        }
+    }
+    return sqrt(sum);
+}
+
+/* |d2z/dx2|_F (z without gain) by second central differences. */
+static double fd_hessian(const double *x, size_t n, size_t G, double eps, double h)
+{
+    double sum = 0, xp[FD_N], a[FD_N], b[FD_N], c[FD_N], d[FD_N];
+    for (size_t j = 0; j < n; j++)
+        for (size_t k = 0; k < n; k++) {
+            const double sj[4] = {h, h, -h, -h}, sk[4] = {h, -h, h, -h};
+            double *out[4] = {a, b, c, d};
+            for (int q = 0; q < 4; q++) {
+                for (size_t i = 0; i < n; i++)
+                    xp[i] = x[i];
+                xp[j] += sj[q];
+                xp[k] += sk[q];
+                ln_double(LN_KIND_LAYERNORM, xp, n, G, eps, NULL, out[q]);
+            }
+            for (size_t i = 0; i < n; i++) {
+                double e = (a[i] - b[i] - c[i] + d[i]) / (4 * h * h);
+                sum += e * e;
+            }
+        }
+    return sqrt(sum);
+}
+
+/*
+ * jacobian_fro and nonlinearity against finite differences in double, on
+ * rows of 8 (exactly representable in float, so both see the same x), for
+ * layernorm and rmsnorm, groups 1, 2 and 4, eps 1e-2 (v ~ eps: the eps
+ * terms matter) and 0, with and without gains. The differences' own error
+ * is ~1e-7 relative (steps of 1e-4 / 1e-3 of the row's scale); the bound is
+ * 2e-5.
+ */
+static void test_jacobian_nonlinearity(void **state)
+{
+    (void)state;
+    rng r = rng_seeded(test_seed, "jacobian");
+    static const double sds[] = {0.1, 1.0, 3.0};
+    for (int kind = 0; kind < 2; kind++)
+        for (size_t G = 1; G <= 4; G *= 2)
+            for (int e = 0; e < 2; e++)
+                for (int withg = 0; withg < 2; withg++)
+                    for (size_t f = 0; f < 3; f++) {
+                        float xf[FD_N], gf[FD_N];
+                        double x[FD_N], g[FD_N];
+                        fill(&r, xf, FD_N, kind ? 0.7 : 2.0, sds[f]);
+                        for (size_t i = 0; i < FD_N; i++) {
+                            gf[i] = (float)(0.5 + rng_unif(&r));
+                            x[i] = xf[i];
+                            g[i] = gf[i];
+                        }
+                        ln_params p = {.kind = kind ? LN_KIND_RMSNORM : LN_KIND_LAYERNORM,
+                                       .n = FD_N, .groups = G, .eps = e ? 0.0f : 1e-2f,
+                                       .gain = withg ? gf : NULL};
+                        float jac = -1, nl = -1;
+                        ln_jacobian_nonlinearity(&p, xf, 1, &jac, &nl);
+                        /* Steps relative to the narrowest group's scale:
+                         * a group of 2 may hold two close values. */
+                        double scale = INFINITY;
+                        for (size_t k = 0; k < G; k++) {
+                            size_t gs = FD_N / G;
+                            double m = 0, v = 0;
+                            for (size_t i = 0; i < gs; i++)
+                                m += kind ? 0 : x[k * gs + i] / (double)gs;
+                            for (size_t i = 0; i < gs; i++)
+                                v += (x[k * gs + i] - m) * (x[k * gs + i] - m) / (double)gs;
+                            scale = fmin(scale, sqrt(v + (double)p.eps));
+                        }
+                        double want_j = fd_jacobian(p.kind, x, FD_N, G, (double)p.eps,
+                                                    withg ? g : NULL, 1e-4 * scale);
+                        if (fabs(jac - want_j) > 2e-5 * want_j + 1e-6 / scale)
+                            fail_msg("jacobian_fro kind %d G=%zu eps=%g gain %d sd=%g: "
+                                     "%.9g, finite differences %.9g",
+                                     kind, G, (double)p.eps, withg, sds[f], (double)jac,
+                                     want_j);
+                        if (kind == 0) {
+                            double want_h = fd_hessian(x, FD_N, G, (double)p.eps,
+                                                       1e-3 * scale);
+                            if (fabs(nl - want_h) > 2e-5 * want_h + 1e-6 / (scale * scale))
+                                fail_msg("nonlinearity G=%zu eps=%g sd=%g: %.9g, finite "
+                                         "differences %.9g",
+                                         G, (double)p.eps, sds[f], (double)nl, want_h);
+                        } else {
+                            assert_true(nl == 0.0f);
+                        }
+                    }
+}
+
+/* Closed forms: a constant row (y = b) has no slope; at eps = 0 a group's
+ * Hessian norm is sqrt(3 (n - 2) / (n v^2)); the same row split into more
+ * groups of equal variance has a larger one (Ni et al.). */
+static void test_nonlinearity_closed_form(void **state)
+{
+    (void)state;
+    float x[N], jac, nl;
+    for (size_t i = 0; i < N; i++)
+        x[i] = 5.0f;
+    ln_params p = {.kind = LN_KIND_LAYERNORM, .n = N, .groups = 1, .eps = 0.0f};
+    ln_jacobian_nonlinearity(&p, x, 1, &jac, &nl);
+    assert_true(jac == 0.0f && nl == 0.0f);
+    /* +-1 alternating: every group of even size has mean 0 and v = 1. */
+    for (size_t i = 0; i < N; i++)
+        x[i] = i % 2 ? -1.0f : 1.0f;
+    double last = 0;
+    for (size_t G = 1; G <= 16; G *= 2) {
+        p.groups = G;
+        ln_jacobian_nonlinearity(&p, x, 1, &jac, &nl);
+        double n = (double)N / (double)G, want = sqrt((double)G * 3 * (n - 2) / n);
+        assert_true(fabs(nl - want) <= 1e-6 * want);
+        assert_true(nl > last);
+        last = nl;
+        /* Without gain at eps 0 the Jacobian is r (P - z z^T / n) per
+         * group: singular values 1 (n - 2 times), 0, 0 (v = 1, r = 1). */
+        double want_j = sqrt((double)G * (n - 2));
+        assert_true(fabs(jac - want_j) <= 1e-6 * want_j);
+    }
+}
+
 int main(void)
 {
     const char *env = getenv("LNSERVE_TEST_SEED");
@@ -139,6 +302,8 @@ int main(void)
         cmocka_unit_test(test_depth_condition),
         cmocka_unit_test(test_plane_residual),
         cmocka_unit_test(test_axis_coords),
+        cmocka_unit_test(test_jacobian_nonlinearity),
+        cmocka_unit_test(test_nonlinearity_closed_form),
     };
     return cmocka_run_group_tests_name("diag", tests, NULL, NULL);
 }

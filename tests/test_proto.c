@@ -250,7 +250,8 @@ static const struct bad_case bad_outputs[] = {
      "outputs[0].name: expected a string"},
     {"{" GOOD_INPUT ",\"outputs\":[{\"name\":\"mean\"},{\"name\":\"var\"}]}",
      0, "outputs[1].name: unknown output \"var\" (expected one of output, "
-        "mean, rstd, radius, depth, condition, plane_residual, axes)"},
+        "mean, rstd, radius, depth, condition, plane_residual, axes, "
+        "jacobian_fro, nonlinearity)"},
     {"{" GOOD_INPUT ",\"outputs\":[{\"name\":\"plane_residual\"}]}", 0,
      "outputs[0].name: plane_residual needs a layernorm model whose gains"},
     {"{" GOOD_INPUT ",\"outputs\":[{\"name\":\"axes\"}]}", 0,

@@ -254,7 +254,8 @@ def metrics_and_config(srv, rng):
 
 @test
 def opt_in_diagnostics(srv, rng):
-    """depth, condition, plane_residual and axes (MATH.md section 4)."""
+    """depth, condition, plane_residual, axes, jacobian_fro and nonlinearity
+    (MATH.md section 4)."""
     rows = rand_rows(rng, 6, 8, mean=3.0, std=2.0) + [[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0 + 2 ** -20]]
     names = ["output", "radius", "depth", "condition", "plane_residual", "axes"]
     body = infer_body(rows, outputs=[{"name": n} for n in names], parameters={"axes": 7})
@@ -281,7 +282,32 @@ def opt_in_diagnostics(srv, rng):
     st, _, data = srv.request("POST", "/v2/models/ln8/infer",
                               infer_body(rows[:1], outputs=[{"name": "axes"}]))
     assert st == 200 and json.loads(data)["outputs"][0]["shape"] == [1, 7], data
+    # jacobian_fro and nonlinearity (MATH.md 4) against numpy-free float64:
+    # J = diag(g) r (P - z z^T / n), |J|_F^2 summed; |H|_F^2 closed form.
+    names2 = ["jacobian_fro", "nonlinearity"]
+    st, _, data = srv.request("POST", "/v2/models/ln8/infer",
+                              infer_body(rows, outputs=[{"name": n} for n in names2]))
+    assert st == 200, data
+    outs = {o["name"]: o for o in json.loads(data)["outputs"]}
+    n, eps = 8, 1e-5
+    for r, row in enumerate(rows):
+        m = math.fsum(row) / n
+        v = math.fsum((t - m) ** 2 for t in row) / n
+        rr = 1 / math.sqrt(v + eps)
+        z = [(t - m) * rr for t in row]
+        j2 = 0.0
+        for i in range(n):
+            for j in range(n):
+                a = (1.0 if i == j else 0.0) - 1 / n - z[i] * z[j] / n
+                j2 += (GAIN8[i] * rr * a) ** 2
+        rho2 = v / (v + eps)
+        T = n * (v + eps)
+        h2 = n * rho2 * ((3 * n + 3) - 18 * rho2 + 9 * rho2 * rho2) / (T * T)
+        got_j, got_h = outs["jacobian_fro"]["data"][r], outs["nonlinearity"]["data"][r]
+        assert abs(got_j - math.sqrt(j2)) <= 1e-5 * math.sqrt(j2) + 1e-6, (r, got_j, math.sqrt(j2))
+        assert abs(got_h - math.sqrt(h2)) <= 1e-5 * math.sqrt(h2) + 1e-6, (r, got_h, math.sqrt(h2))
     bad = [("/v2/models/rmsnorm/infer", [{"name": "plane_residual"}], {}, "plane_residual"),
+           ("/v2/models/rmsnorm/infer", [{"name": "nonlinearity"}], {}, "nonlinearity"),
            ("/v2/models/layernorm/infer", [{"name": "axes"}], {}, "axes"),
            ("/v2/models/ln8/infer", [{"name": "axes"}], {"axes": 99}, "parameters.axes"),
            ("/v2/models/ln8/infer", [{"name": "axes"}], {"axes": 0}, "parameters.axes")]
