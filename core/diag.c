@@ -112,15 +112,17 @@ void ln_plane_residual(const ln_params *p, const float *y, size_t n_rows, float 
 void ln_axis_coords(const ln_params *p, const double *axes, const double *semi, size_t k,
                     const float *y, size_t n_rows, float *out)
 {
-    size_t n = p->n;
-    for (size_t r = 0; r < n_rows; r++) {
-        const float *yr = y + r * n;
-        for (size_t j = 0; j < k; j++) {
-            const double *a = axes + j * n;
-            double dot = 0;
-            for (size_t i = 0; i < n; i++)
-                dot += a[i] * ((double)yr[i] - (p->bias ? p->bias[i] : 0.0));
-            out[r * k + j] = (float)(dot / semi[j]);
+    size_t n = p->n, G = p->groups, gs = n / G;
+    for (size_t r = 0; r < n_rows; r++)
+        for (size_t g = 0; g < G; g++) {
+            const float *yg = y + r * n + g * gs;
+            const float *bg = p->bias ? p->bias + g * gs : NULL;
+            for (size_t j = 0; j < k; j++) {
+                const double *a = axes + (g * k + j) * gs;
+                double dot = 0;
+                for (size_t i = 0; i < gs; i++)
+                    dot += a[i] * ((double)yg[i] - (bg ? bg[i] : 0.0));
+                out[(r * G + g) * k + j] = (float)(dot / semi[g * k + j]);
+            }
         }
-    }
 }

@@ -68,11 +68,14 @@ void ln_plane_residual(const ln_params *p, const float *y, size_t n_rows, float 
 int ln_plane_ok(const ln_params *p);
 
 /*
- * Coordinates along the k principal axes of a one-group layernorm:
- * out[r * k + j] = axes_j . (y_r - b) / semi_j, where axes is [k * n]
- * (unit vectors, core/geometry.h) and semi [k] the semi-axis lengths
- * sqrt(n lambda_j) (> 0). Each coordinate is in [-1, 1] up to rounding;
- * over all n - 1 axes their squares sum to radius^2.
+ * Coordinates along the k longest principal axes of each group of a
+ * layernorm (LN-G's region is the product of the groups' regions, MATH.md
+ * 3): out[(r * G + g) * k + j] = axes_{g,j} . (y_{r,g} - b_g) / semi_{g,j},
+ * where axes is [G * k * n/G] (unit vectors, group by group,
+ * core/geometry.h) and semi [G * k] the semi-axis lengths sqrt(n/G
+ * lambda) (> 0). Each coordinate is in [-1, 1] up to rounding; over all
+ * n/G - 1 axes of group g their squares sum to rho_g^2, so over every
+ * group's axes to G radius^2.
  */
 void ln_axis_coords(const ln_params *p, const double *axes, const double *semi, size_t k,
                     const float *y, size_t n_rows, float *out);

@@ -541,7 +541,7 @@ static lns_status decode_axes_k(const json_t *root, const oip_model_info *m,
     if (m->max_axes == 0)
         return fail(err, LNS_EBADREQ,
                     "outputs: axes needs a layernorm model with a fixed dim "
-                    "and one group (model \"%s\" is not)",
+                    "of 2 or more per group (model \"%s\" is not)",
                     m->name);
     if (!k) {
         req->axes_k = m->max_axes < OIP_AXES_DEFAULT ? m->max_axes : OIP_AXES_DEFAULT;
@@ -1654,9 +1654,9 @@ lns_status oip_encode_infer(const oip_model_info *m, const oip_request *req,
             t[i] = (out_tensor){res->plane_residual, rows * groups, groups,
                                 OIP_DT_FP32};
             break;
-        case OIP_OUT_AXES:
-            t[i] = (out_tensor){res->axes, rows * req->axes_k, req->axes_k,
-                                OIP_DT_FP32};
+        case OIP_OUT_AXES: /* [B, G * K]: group by group */
+            t[i] = (out_tensor){res->axes, rows * groups * req->axes_k,
+                                groups * req->axes_k, OIP_DT_FP32};
             break;
         case OIP_OUT_JACOBIAN_FRO:
             t[i] = (out_tensor){res->jacobian_fro, rows, 0, OIP_DT_FP32};

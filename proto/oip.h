@@ -162,7 +162,7 @@ typedef struct oip_result {
     const float *depth;          /* [B], or NULL when not requested */
     const float *condition;      /* [B] */
     const float *plane_residual; /* [B * G] */
-    const float *axes;           /* [B * axes_k] */
+    const float *axes;           /* [B * G * axes_k], group by group */
     const float *jacobian_fro;   /* [B] */
     const float *nonlinearity;   /* [B] */
 } oip_result;

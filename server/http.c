@@ -268,7 +268,7 @@ static int model_index(const http_req *r)
 }
 
 /* r->diag holds, for B rows, G groups and K axes: mean [B*G], rstd [B*G],
- * radius [B], depth [B], condition [B], plane_residual [B*G], axes [B*K],
+ * radius [B], depth [B], condition [B], plane_residual [B*G], axes [B*G*K],
  * jacobian_fro [B], nonlinearity [B]. diag_at(r, row) points at row's
  * entries of each. */
 typedef struct diag_view {
@@ -277,7 +277,7 @@ typedef struct diag_view {
 
 static size_t diag_floats(size_t B, size_t G, size_t K)
 {
-    return B * (3 * G + 5 + K);
+    return B * (3 * G + 5 + G * K);
 }
 
 static diag_view diag_at(const http_req *r, size_t row)
@@ -297,8 +297,8 @@ static diag_view diag_at(const http_req *r, size_t row)
     base += B;
     v.plane = base + row * G;
     base += B * G;
-    v.axes = base + row * K;
-    base += B * K;
+    v.axes = base + row * G * K;
+    base += B * G * K;
     v.jac = base + row;
     base += B;
     v.nonlin = base + row;

@@ -56,22 +56,32 @@ static int model_set(model *m, const char *name, ln_kind kind, size_t dim,
         }
     }
     m->info.has_plane = ln_plane_ok(&m->params);
-    if (groups != 1 || dim < 2)
+    if (gs < 2)
         return 0;
-    /* The longest axes for the per-row axes output: solved once here
-     * (O(dim^2), core/geometry.h), never per request. Axes of length 0
-     * (zero gains) have no coordinate and are left out. */
-    size_t k_max = dim - 1 < MODEL_MAX_AXES ? dim - 1 : MODEL_MAX_AXES;
-    while (k_max > 0 && !(m->geo[0]->semi_axes[k_max - 1] > 0))
-        k_max--;
+    /* The longest axes of each group for the per-row axes output: solved
+     * once here (O(gs^2) a group, core/geometry.h), never per request. The
+     * same K for every group: the most that every group has with a
+     * nonzero length (axes of length 0, from zero gains, have no
+     * coordinate). */
+    size_t k_max = gs - 1 < MODEL_MAX_AXES ? gs - 1 : MODEL_MAX_AXES;
+    for (size_t k = 0; k < groups; k++)
+        while (k_max > 0 && !(m->geo[k]->semi_axes[k_max - 1] > 0))
+            k_max--;
     if (k_max == 0)
         return 0;
-    m->axes = malloc(k_max * dim * sizeof(double));
-    if (!m->axes || geometry_axes(m->geo[0], k_max, m->axes)) {
+    m->axes = malloc(groups * k_max * gs * sizeof(double));
+    m->semi_axes = malloc(groups * k_max * sizeof(double));
+    if (!m->axes || !m->semi_axes) {
         snprintf(err, CONFIG_ERR_MAX, "model %s: out of memory for its axes", name);
         return -1;
     }
-    m->semi_axes = m->geo[0]->semi_axes;
+    for (size_t k = 0; k < groups; k++) {
+        if (geometry_axes(m->geo[k], k_max, m->axes + k * k_max * gs)) {
+            snprintf(err, CONFIG_ERR_MAX, "model %s: out of memory for its axes", name);
+            return -1;
+        }
+        memcpy(m->semi_axes + k * k_max, m->geo[k]->semi_axes, k_max * sizeof(double));
+    }
     m->info.max_axes = k_max;
     return 0;
 }
@@ -109,6 +119,7 @@ void models_fini(model_table *t)
             geometry_destroy(m->geo[k]);
         free(m->geo);
         free(m->axes);
+        free(m->semi_axes);
         free(m->gain);
         free(m->bias);
     }

@@ -22,11 +22,12 @@ typedef struct model {
     /* layernorm with dim > 0: the region its outputs lie in, per group,
      * solved once at load (core/geometry.h); NULL otherwise */
     geometry **geo;
-    /* one-group layernorm with dim > 1: its info.max_axes longest principal
-     * axes ([max_axes * dim], unit) and their semi-axis lengths, for the
-     * per-row axes output; NULL otherwise */
+    /* layernorm with a fixed dim and groups of 2 or more: each group's
+     * info.max_axes (K) longest principal axes ([groups * K * dim/groups],
+     * unit, group by group) and their semi-axis lengths ([groups * K]),
+     * for the per-row axes output; NULL otherwise */
     double *axes;
-    const double *semi_axes; /* points into geo[0] */
+    double *semi_axes;
 } model;
 
 typedef struct model_table {

@@ -131,6 +131,64 @@ static void test_axis_coords(void **state)
     geometry_destroy(geo);
 }
 
+/* LN-G: every group's axes, group by group; per group the squares of all
+ * its gs - 1 coordinates sum to that group's rho_k^2 = v_k / (v_k + eps),
+ * and a coordinate moves only with its own group's values. */
+static void test_axis_coords_groups(void **state)
+{
+    (void)state;
+    enum { G = 4, GS = N / G, K = GS - 1 };
+    rng r = rng_seeded(test_seed, "axes-groups");
+    float gain[N], bias[N], x[N], y[N], c[G * K];
+    for (size_t i = 0; i < N; i++) {
+        gain[i] = (float)(0.2 + 2 * rng_unif(&r));
+        bias[i] = (float)rng_normal(&r);
+    }
+    ln_params p = {.kind = LN_KIND_LAYERNORM, .n = N, .groups = G, .eps = 1e-5f,
+                   .gain = gain, .bias = bias};
+    double *axes = malloc((size_t)G * K * GS * sizeof(double)), semi[G * K];
+    assert_non_null(axes);
+    for (size_t g = 0; g < G; g++) {
+        geometry *geo = NULL;
+        assert_int_equal(geometry_create(gain + g * GS, GS, &geo, NULL), 0);
+        assert_int_equal(geometry_axes(geo, K, axes + g * K * GS), 0);
+        for (size_t j = 0; j < K; j++)
+            semi[g * K + j] = geo->semi_axes[j];
+        geometry_destroy(geo);
+    }
+    for (int t = 0; t < 20; t++) {
+        fill(&r, x, N, 1.0, t < 10 ? 1.0 : 3e-3);
+        ln_rows_ref(&p, x, y, 1, NULL);
+        ln_axis_coords(&p, axes, semi, K, y, 1, c);
+        for (size_t g = 0; g < G; g++) {
+            long double m = 0, v = 0;
+            for (size_t i = 0; i < GS; i++)
+                m += x[g * GS + i];
+            m /= GS;
+            for (size_t i = 0; i < GS; i++)
+                v += (x[g * GS + i] - m) * (x[g * GS + i] - m);
+            v /= GS;
+            double rho2 = (double)(v / (v + (long double)1e-5f)), sum = 0;
+            for (size_t j = 0; j < K; j++) {
+                assert_true(fabsf(c[g * K + j]) <= 1.0f + 1e-5f);
+                sum += (double)c[g * K + j] * c[g * K + j];
+            }
+            if (fabs(sum - rho2) > 1e-5)
+                fail_msg("group %zu: sum of squares %.9g, rho_k^2 %.9g", g, sum, rho2);
+        }
+        /* Change group 2 only: groups 0, 1 and 3 keep their coordinates. */
+        float c2[G * K];
+        for (size_t i = 2 * GS; i < 3 * GS; i++)
+            x[i] = (float)(x[i] * 2.0 + 1.0);
+        ln_rows_ref(&p, x, y, 1, NULL);
+        ln_axis_coords(&p, axes, semi, K, y, 1, c2);
+        for (size_t j = 0; j < G * K; j++)
+            if (j / K != 2)
+                assert_true(c2[j] == c[j]);
+    }
+    free(axes);
+}
+
 /* ---- Jacobian and Hessian norms against finite differences ---- */
 
 /* y = LN(x) (or RMSNorm) of one row of n in double, G groups, gain g and
@@ -302,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_depth_condition),
         cmocka_unit_test(test_plane_residual),
         cmocka_unit_test(test_axis_coords),
+        cmocka_unit_test(test_axis_coords_groups),
         cmocka_unit_test(test_jacobian_nonlinearity),
         cmocka_unit_test(test_nonlinearity_closed_form),
     };

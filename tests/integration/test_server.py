@@ -306,6 +306,21 @@ def opt_in_diagnostics(srv, rng):
         got_j, got_h = outs["jacobian_fro"]["data"][r], outs["nonlinearity"]["data"][r]
         assert abs(got_j - math.sqrt(j2)) <= 1e-5 * math.sqrt(j2) + 1e-6, (r, got_j, math.sqrt(j2))
         assert abs(got_h - math.sqrt(h2)) <= 1e-5 * math.sqrt(h2) + 1e-6, (r, got_h, math.sqrt(h2))
+    # LN-G (lng4: dim 16, 4 groups of 4): each group's 3 axes, group by
+    # group; per group the squares sum to that group's rho_k^2.
+    rows16 = rand_rows(rng, 3, 16, mean=1.0, std=2.0)
+    st, _, data = srv.request("POST", "/v2/models/lng4/infer",
+                              infer_body(rows16, outputs=[{"name": "axes"}]))
+    assert st == 200, data
+    ax = json.loads(data)["outputs"][0]
+    assert ax["shape"] == [3, 12], ax["shape"]
+    for r, row in enumerate(rows16):
+        for k in range(4):
+            grp = row[4 * k:4 * k + 4]
+            m = math.fsum(grp) / 4
+            v = math.fsum((t - m) ** 2 for t in grp) / 4
+            c = ax["data"][r * 12 + 3 * k:r * 12 + 3 * k + 3]
+            assert abs(math.fsum(x * x for x in c) - v / (v + 1e-5)) <= 1e-5, (r, k, c)
     bad = [("/v2/models/rmsnorm/infer", [{"name": "plane_residual"}], {}, "plane_residual"),
            ("/v2/models/rmsnorm/infer", [{"name": "nonlinearity"}], {}, "nonlinearity"),
            ("/v2/models/layernorm/infer", [{"name": "axes"}], {}, "axes"),
