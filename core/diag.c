@@ -1,5 +1,7 @@
 #include "diag.h"
 
+#include "ln_internal.h"
+
 #include <math.h>
 
 void ln_depth_condition(const ln_params *p, const float *x, size_t n_rows, float *depth,
@@ -91,20 +93,33 @@ int ln_plane_ok(const ln_params *p)
     return 1;
 }
 
-void ln_plane_residual(const ln_params *p, const float *y, size_t n_rows, float *out)
+void ln_plane_inv_gain(const ln_params *p, double *inv_gain)
+{
+    for (size_t i = 0; i < p->n; i++)
+        inv_gain[i] = 1.0 / (double)p->gain[i];
+}
+
+void ln_plane_residual(const ln_params *p, const double *inv_gain, const float *y,
+                       size_t n_rows, float *out)
 {
     size_t G = p->groups, gs = p->n / G;
-    for (size_t r = 0; r < n_rows; r++) {
-        const float *yr = y + r * p->n;
-        for (size_t k = 0; k < G; k++) {
-            double num = 0, den = 0;
-            for (size_t i = k * gs; i < (k + 1) * gs; i++) {
-                double g = p->gain ? p->gain[i] : 1.0;
-                double b = p->bias ? p->bias[i] : 0.0;
-                num += ((double)yr[i] - b) / g;
-                den += 1 / (g * g);
-            }
-            out[r * G + k] = (float)(num / sqrt(den));
+    int vec = ln_cpu_has_avx2();
+    for (size_t k = 0; k < G; k++) {
+        const double *w = inv_gain ? inv_gain + k * gs : NULL;
+        const float *b = p->bias ? p->bias + k * gs : NULL;
+        double den = 0;
+        for (size_t i = 0; i < gs; i++)
+            den += w ? w[i] * w[i] : 1.0;
+        double norm = sqrt(den);
+        for (size_t r = 0; r < n_rows; r++) {
+            const float *yg = y + r * p->n + k * gs;
+            double num = 0;
+            if (vec)
+                num = ln_plane_sum_avx2(yg, b, w, gs);
+            else
+                for (size_t i = 0; i < gs; i++)
+                    num += ((double)yg[i] - (b ? (double)b[i] : 0.0)) * (w ? w[i] : 1.0);
+            out[r * G + k] = (float)(num / norm);
         }
     }
 }

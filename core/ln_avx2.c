@@ -379,3 +379,33 @@ void ln_rows_avx2(const ln_params *p, const float *x, float *y, size_t n_rows,
             d->radius[r] = (float)sqrt(frac_sum / (double)groups);
     }
 }
+
+double ln_plane_sum_avx2(const float *y, const float *b, const double *w, size_t len)
+{
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    __m256d a2 = _mm256_setzero_pd(), a3 = _mm256_setzero_pd();
+    const __m256d one = _mm256_set1_pd(1.0);
+    size_t i = 0;
+
+    /* Four floats at a time widen straight from memory (vcvtps2pd). */
+#define LN_PT(acc, off)                                                        \
+    do {                                                                       \
+        __m256d d = _mm256_cvtps_pd(_mm_loadu_ps(y + i + (off)));              \
+        if (b)                                                                 \
+            d = _mm256_sub_pd(d, _mm256_cvtps_pd(_mm_loadu_ps(b + i + (off)))); \
+        acc = _mm256_fmadd_pd(d, w ? _mm256_loadu_pd(w + i + (off)) : one, acc); \
+    } while (0)
+    for (; i + 16 <= len; i += 16) {
+        LN_PT(a0, 0);
+        LN_PT(a1, 4);
+        LN_PT(a2, 8);
+        LN_PT(a3, 12);
+    }
+    for (; i + 4 <= len; i += 4)
+        LN_PT(a0, 0);
+#undef LN_PT
+    double s = hsum_pd(_mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3)));
+    for (; i < len; i++)
+        s += ((double)y[i] - (b ? (double)b[i] : 0.0)) * (w ? w[i] : 1.0);
+    return s;
+}

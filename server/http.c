@@ -392,7 +392,7 @@ static void infer_job_run(job *j)
     ln_rows(&r->params, x, x, rows, &d);
     /* ... the others from what the kernel returned. */
     if (r->want[OIP_OUT_PLANE_RESIDUAL])
-        ln_plane_residual(&r->params, x, rows, v.plane);
+        ln_plane_residual(&r->params, m->inv_gain, x, rows, v.plane);
     if (r->want[OIP_OUT_AXES])
         ln_axis_coords(&r->params, m->axes, m->semi_axes, r->req.axes_k, x, rows, v.axes);
     uint64_t dt = metrics_now_ns() - t0;

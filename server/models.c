@@ -56,6 +56,14 @@ static int model_set(model *m, const char *name, ln_kind kind, size_t dim,
         }
     }
     m->info.has_plane = ln_plane_ok(&m->params);
+    if (m->info.has_plane && m->gain) {
+        m->inv_gain = malloc(dim * sizeof(double));
+        if (!m->inv_gain) {
+            snprintf(err, CONFIG_ERR_MAX, "model %s: out of memory", name);
+            return -1;
+        }
+        ln_plane_inv_gain(&m->params, m->inv_gain);
+    }
     if (gs < 2)
         return 0;
     /* The longest axes of each group for the per-row axes output: solved
@@ -120,6 +128,7 @@ void models_fini(model_table *t)
         free(m->geo);
         free(m->axes);
         free(m->semi_axes);
+        free(m->inv_gain);
         free(m->gain);
         free(m->bias);
     }

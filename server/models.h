@@ -28,6 +28,9 @@ typedef struct model {
      * for the per-row axes output; NULL otherwise */
     double *axes;
     double *semi_axes;
+    /* 1 / gain in double ([dim]) for the plane_residual output, when the
+     * model has one and a gain; NULL otherwise */
+    double *inv_gain;
 } model;
 
 typedef struct model_table {
