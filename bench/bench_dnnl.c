@@ -32,9 +32,6 @@
 #include "../core/ln.h"
 #include "peers.h"
 
-#define ACC_SEED 20261123u
-#define ACC_ROWS 64
-
 #define DNNL_CHECK(call)                                                             \
     do {                                                                             \
         dnnl_status_t st_ = (call);                                                  \
@@ -200,11 +197,11 @@ static void bench_speed(dnnl_engine_t eng, const char *kname)
     free(b);
 }
 
-/* Max ulp error per family over N = 768 and 4096, ACC_ROWS rows each. */
+/* Max ulp error per family over N = 768 and 4096, PEERS_ACC_ROWS rows each. */
 static void bench_accuracy(dnnl_engine_t eng, const char *kname)
 {
     static const size_t ns[] = { 768, 4096 };
-    const size_t max_elems = 4096 * ACC_ROWS;
+    const size_t max_elems = 4096 * PEERS_ACC_ROWS;
     float *x = alloc_touched(max_elems), *y = alloc_touched(max_elems);
     float *g = alloc_touched(4096), *b = alloc_touched(4096);
     double *want = malloc(max_elems * sizeof(double));
@@ -219,23 +216,23 @@ static void bench_accuracy(dnnl_engine_t eng, const char *kname)
     snprintf(own_name, sizeof(own_name), "lnserve %s", kname);
     printf("\naccuracy: max |y - y64| in ulp of max(1, |y64|), y64 the float64 result; "
            "N = 768 and 4096, %d rows each, eps 1e-5, gain and bias on\n",
-           ACC_ROWS);
+           PEERS_ACC_ROWS);
     printf("%-18s %14s %12s %12s\n", "family", own_name, "lnserve ref", "onednn");
     for (f = 0; f < PEERS_N_FAMILIES; f++) {
         double err[3] = { 0.0, 0.0, 0.0 };
         size_t i;
 
         for (i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
-            const size_t n = ns[i], count = n * ACC_ROWS;
+            const size_t n = ns[i], count = n * PEERS_ACC_ROWS;
             dnnl_ln dn;
 
-            peers_fill_family(f, ACC_SEED + n, x, n, ACC_ROWS);
-            peers_ref64(n, ACC_ROWS, x, g, b, PEERS_EPS, want);
-            peers_ln(PEERS_DEFAULT, n, ACC_ROWS, x, y, g, b);
+            peers_fill_family(f, PEERS_ACC_SEED + n, x, n, PEERS_ACC_ROWS);
+            peers_ref64(n, PEERS_ACC_ROWS, x, g, b, PEERS_EPS, want);
+            peers_ln(PEERS_DEFAULT, n, PEERS_ACC_ROWS, x, y, g, b);
             err[0] = fmax(err[0], peers_max_ulp(y, want, count));
-            peers_ln(PEERS_REF, n, ACC_ROWS, x, y, g, b);
+            peers_ln(PEERS_REF, n, PEERS_ACC_ROWS, x, y, g, b);
             err[1] = fmax(err[1], peers_max_ulp(y, want, count));
-            dnnl_ln_init(&dn, eng, n, ACC_ROWS, x, y, g, b);
+            dnnl_ln_init(&dn, eng, n, PEERS_ACC_ROWS, x, y, g, b);
             dnnl_ln_call(&dn);
             dnnl_ln_fini(&dn);
             err[2] = fmax(err[2], peers_max_ulp(y, want, count));

@@ -23,6 +23,11 @@
  * 4 Cauchy, 5 mixed scales (second half of each row 1000x the first).
  * As in tests/test_core.c, whose generator (tests/test_rng.h) they use. */
 #define PEERS_N_FAMILIES 6
+/* The accuracy runs (bench_dnnl.c, bench_torch.py): rows of family f at
+ * N = 768 and 4096 drawn with peers_fill_family(f, PEERS_ACC_SEED + N, ...),
+ * PEERS_ACC_ROWS rows each, so every peer sees the same rows. */
+#define PEERS_ACC_SEED 20261123u
+#define PEERS_ACC_ROWS 64
 
 /* What peers_rep and peers_ln run. */
 typedef enum peers_what {
