@@ -32,13 +32,13 @@
 #include "../core/ln.h"
 #include "peers.h"
 
-#define DNNL_CHECK(call)                                                             \
-    do {                                                                             \
-        dnnl_status_t st_ = (call);                                                  \
-        if (st_ != dnnl_success) {                                                   \
-            fprintf(stderr, "bench_dnnl: %s failed: status %d\n", #call, (int)st_); \
-            exit(1);                                                                 \
-        }                                                                            \
+#define DNNL_CHECK(call)                                                                           \
+    do {                                                                                           \
+        dnnl_status_t st_ = (call);                                                                \
+        if (st_ != dnnl_success) {                                                                 \
+            fprintf(stderr, "bench_dnnl: %s failed: status %d\n", #call, (int)st_);                \
+            exit(1);                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* One oneDNN layer normalization bound to its buffers. */
@@ -52,12 +52,12 @@ typedef struct dnnl_ln {
     char impl[64];
 } dnnl_ln;
 
-static void dnnl_ln_init(dnnl_ln *c, dnnl_engine_t eng, size_t n, size_t rows,
-                         const float *x, float *y, const float *gain, const float *bias)
+static void dnnl_ln_init(dnnl_ln *c, dnnl_engine_t eng, size_t n, size_t rows, const float *x,
+                         float *y, const float *gain, const float *bias)
 {
     dnnl_memory_desc_t data_md, ss_md;
-    dnnl_dims_t data_dims = { (dnnl_dim_t)rows, (dnnl_dim_t)n };
-    dnnl_dims_t ss_dims = { (dnnl_dim_t)n };
+    dnnl_dims_t data_dims = {(dnnl_dim_t)rows, (dnnl_dim_t)n};
+    dnnl_dims_t ss_dims = {(dnnl_dim_t)n};
     dnnl_layer_normalization_desc_t desc;
     dnnl_primitive_desc_t pd;
     const dnnl_memory_desc_t *sp_md;
@@ -68,8 +68,7 @@ static void dnnl_ln_init(dnnl_ln *c, dnnl_engine_t eng, size_t n, size_t rows,
     DNNL_CHECK(dnnl_memory_desc_init_by_tag(&data_md, 2, data_dims, dnnl_f32, dnnl_ab));
     DNNL_CHECK(dnnl_memory_desc_init_by_tag(&ss_md, 1, ss_dims, dnnl_f32, dnnl_a));
     DNNL_CHECK(dnnl_layer_normalization_forward_desc_init(
-        &desc, dnnl_forward_inference, &data_md, NULL, PEERS_EPS,
-        dnnl_use_scale | dnnl_use_shift));
+        &desc, dnnl_forward_inference, &data_md, NULL, PEERS_EPS, dnnl_use_scale | dnnl_use_shift));
     DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, NULL, eng, NULL));
     DNNL_CHECK(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl));
     snprintf(c->impl, sizeof(c->impl), "%s", impl);
@@ -81,10 +80,10 @@ static void dnnl_ln_init(dnnl_ln *c, dnnl_engine_t eng, size_t n, size_t rows,
     DNNL_CHECK(dnnl_memory_create(&c->mem[1], &data_md, eng, y));
     DNNL_CHECK(dnnl_memory_create(&c->mem[2], &ss_md, eng, (void *)gain));
     DNNL_CHECK(dnnl_memory_create(&c->mem[3], &ss_md, eng, (void *)bias));
-    c->args[0] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, c->mem[0] };
-    c->args[1] = (dnnl_exec_arg_t){ DNNL_ARG_DST, c->mem[1] };
-    c->args[2] = (dnnl_exec_arg_t){ DNNL_ARG_SCALE, c->mem[2] };
-    c->args[3] = (dnnl_exec_arg_t){ DNNL_ARG_SHIFT, c->mem[3] };
+    c->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, c->mem[0]};
+    c->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, c->mem[1]};
+    c->args[2] = (dnnl_exec_arg_t){DNNL_ARG_SCALE, c->mem[2]};
+    c->args[3] = (dnnl_exec_arg_t){DNNL_ARG_SHIFT, c->mem[3]};
     c->n_args = 4;
     if (sp_bytes > 0) {
         c->scratch = aligned_alloc(64, (sp_bytes + 63) / 64 * 64);
@@ -94,7 +93,7 @@ static void dnnl_ln_init(dnnl_ln *c, dnnl_engine_t eng, size_t n, size_t rows,
         }
         memset(c->scratch, 0, sp_bytes);
         DNNL_CHECK(dnnl_memory_create(&c->mem[4], sp_md, eng, c->scratch));
-        c->args[4] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, c->mem[4] };
+        c->args[4] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, c->mem[4]};
         c->n_args = 5;
     }
     DNNL_CHECK(dnnl_primitive_create(&c->prim, pd));
@@ -153,7 +152,7 @@ static void bench_speed(dnnl_engine_t eng, const char *kname)
 {
     static const struct {
         size_t n, rows;
-    } shapes[] = { { 768, 64 }, { 4096, 64 }, { 4096, 4096 } };
+    } shapes[] = {{768, 64}, {4096, 64}, {4096, 4096}};
     const size_t max_elems = 4096 * 4096;
     float *x = alloc_touched(max_elems), *y = alloc_touched(max_elems);
     float *g = alloc_touched(4096), *b = alloc_touched(4096);
@@ -163,17 +162,17 @@ static void bench_speed(dnnl_engine_t eng, const char *kname)
     peers_fill_bench(x, max_elems);
     peers_fill_affine(g, b, 4096);
     snprintf(own_name, sizeof(own_name), "lnserve %s", kname);
-    printf("%-11s %-14s %10s %12s %8s %10s %11s\n", "shape", "impl", "us/call", "rows/s",
-           "GB/s", "vs memcpy", "vs lnserve");
+    printf("%-11s %-14s %10s %12s %8s %10s %11s\n", "shape", "impl", "us/call", "rows/s", "GB/s",
+           "vs memcpy", "vs lnserve");
     for (s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
         const size_t n = shapes[s].n, rows = shapes[s].rows;
         const double bytes = 2.0 * (double)(n * rows) * sizeof(float);
-        own_call copy = { PEERS_MEMCPY, n, rows, x, y, g, b };
-        own_call own = { PEERS_DEFAULT, n, rows, x, y, g, b };
+        own_call copy = {PEERS_MEMCPY, n, rows, x, y, g, b};
+        own_call own = {PEERS_DEFAULT, n, rows, x, y, g, b};
         dnnl_ln dn;
-        const peers_call_fn calls[3] = { own_call_run, own_call_run, dnnl_ln_call };
+        const peers_call_fn calls[3] = {own_call_run, own_call_run, dnnl_ln_call};
         void *ctxs[3];
-        const char *names[3] = { "memcpy", own_name, "onednn" };
+        const char *names[3] = {"memcpy", own_name, "onednn"};
         double sec[3];
         char label[24];
 
@@ -200,7 +199,7 @@ static void bench_speed(dnnl_engine_t eng, const char *kname)
 /* Max ulp error per family over N = 768 and 4096, PEERS_ACC_ROWS rows each. */
 static void bench_accuracy(dnnl_engine_t eng, const char *kname)
 {
-    static const size_t ns[] = { 768, 4096 };
+    static const size_t ns[] = {768, 4096};
     const size_t max_elems = 4096 * PEERS_ACC_ROWS;
     float *x = alloc_touched(max_elems), *y = alloc_touched(max_elems);
     float *g = alloc_touched(4096), *b = alloc_touched(4096);
@@ -219,7 +218,7 @@ static void bench_accuracy(dnnl_engine_t eng, const char *kname)
            PEERS_ACC_ROWS);
     printf("%-18s %14s %12s %12s\n", "family", own_name, "lnserve ref", "onednn");
     for (f = 0; f < PEERS_N_FAMILIES; f++) {
-        double err[3] = { 0.0, 0.0, 0.0 };
+        double err[3] = {0.0, 0.0, 0.0};
         size_t i;
 
         for (i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {

@@ -21,9 +21,9 @@ static const struct {
     double mean, sd;
     int kind; /* 0 normal, 1 Cauchy, 2 mixed scales */
 } families[PEERS_N_FAMILIES] = {
-    { "N(0,1)", 0.0, 1.0, 0 },          { "offset 1e4", 1e4, 1.0, 0 },
-    { "tiny sd 1e-4", 0.0, 1e-4, 0 },    { "tiny sd 1e-4 at 1", 1.0, 1e-4, 0 },
-    { "Cauchy", 0.0, 1.0, 1 },          { "mixed 1e3", 0.0, 1.0, 2 },
+    {"N(0,1)", 0.0, 1.0, 0},        {"offset 1e4", 1e4, 1.0, 0},
+    {"tiny sd 1e-4", 0.0, 1e-4, 0}, {"tiny sd 1e-4 at 1", 1.0, 1e-4, 0},
+    {"Cauchy", 0.0, 1.0, 1},        {"mixed 1e3", 0.0, 1.0, 2},
 };
 
 const char *peers_init(void)
@@ -100,14 +100,14 @@ static void ksum_add(ksum *k, double v)
     k->s = t;
 }
 
-void peers_ref64(size_t n, size_t rows, const float *x, const float *gain,
-                 const float *bias, float eps, double *y)
+void peers_ref64(size_t n, size_t rows, const float *x, const float *gain, const float *bias,
+                 float eps, double *y)
 {
     size_t i, j;
 
     for (i = 0; i < rows; i++) {
         const float *row = x + i * n;
-        ksum s = { 0.0, 0.0 }, q = { 0.0, 0.0 };
+        ksum s = {0.0, 0.0}, q = {0.0, 0.0};
         double mean, rstd;
 
         for (j = 0; j < n; j++)
@@ -141,10 +141,10 @@ double peers_max_ulp(const float *got, const double *want, size_t count)
     return worst;
 }
 
-void peers_ln(int what, size_t n, size_t rows, const float *x, float *y,
-              const float *gain, const float *bias)
+void peers_ln(int what, size_t n, size_t rows, const float *x, float *y, const float *gain,
+              const float *bias)
 {
-    const ln_params p = { LN_KIND_LAYERNORM, n, 1, PEERS_EPS, gain, bias };
+    const ln_params p = {LN_KIND_LAYERNORM, n, 1, PEERS_EPS, gain, bias};
 
     if (what == PEERS_DEFAULT)
         ln_rows(&p, x, y, rows, NULL);
@@ -162,8 +162,8 @@ double peers_now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-double peers_rep(int what, size_t n, size_t rows, const float *x, float *y,
-                 const float *gain, const float *bias, size_t iters)
+double peers_rep(int what, size_t n, size_t rows, const float *x, float *y, const float *gain,
+                 const float *bias, size_t iters)
 {
     double t0 = peers_now_s();
     size_t i;
@@ -186,8 +186,7 @@ double peers_median(double *v, size_t count)
     return count % 2 ? v[count / 2] : 0.5 * (v[count / 2 - 1] + v[count / 2]);
 }
 
-void peers_time_rr(const peers_call_fn *calls, void *const *ctxs, size_t k,
-                   double *median_s)
+void peers_time_rr(const peers_call_fn *calls, void *const *ctxs, size_t k, double *median_s)
 {
     double reps[PEERS_MAX_CALLS][PEERS_REPS];
     size_t iters[PEERS_MAX_CALLS];

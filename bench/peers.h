@@ -53,20 +53,20 @@ void peers_fill_affine(float *gain, float *bias, size_t n);
 
 /* LayerNorm in float64 with gain, bias and eps (compensated two-pass
  * moments): the reference every implementation is measured against. */
-void peers_ref64(size_t n, size_t rows, const float *x, const float *gain,
-                 const float *bias, float eps, double *y);
+void peers_ref64(size_t n, size_t rows, const float *x, const float *gain, const float *bias,
+                 float eps, double *y);
 
 /* Max over elements of |got - want| / ulp(max(1, |want|)), ulp(m) the
  * spacing of floats at m (tests/test_core.c's measure); NaN is infinite. */
 double peers_max_ulp(const float *got, const double *want, size_t count);
 
 /* One call of what (eps PEERS_EPS, groups 1, no diagnostics). */
-void peers_ln(int what, size_t n, size_t rows, const float *x, float *y,
-              const float *gain, const float *bias);
+void peers_ln(int what, size_t n, size_t rows, const float *x, float *y, const float *gain,
+              const float *bias);
 
 /* Seconds per call of what over iters back-to-back calls: one repetition. */
-double peers_rep(int what, size_t n, size_t rows, const float *x, float *y,
-                 const float *gain, const float *bias, size_t iters);
+double peers_rep(int what, size_t n, size_t rows, const float *x, float *y, const float *gain,
+                 const float *bias, size_t iters);
 
 /* Monotonic clock, seconds. */
 double peers_now_s(void);
@@ -79,8 +79,7 @@ double peers_now_s(void);
  * callable only.
  */
 typedef void (*peers_call_fn)(void *ctx);
-void peers_time_rr(const peers_call_fn *calls, void *const *ctxs, size_t k,
-                   double *median_s);
+void peers_time_rr(const peers_call_fn *calls, void *const *ctxs, size_t k, double *median_s);
 
 /* Median of count values (sorts v). */
 double peers_median(double *v, size_t count);
