@@ -136,26 +136,14 @@ static void own_call_run(void *ctx)
     peers_ln(c->what, c->n, c->rows, c->x, c->y, c->gain, c->bias);
 }
 
-static float *alloc_touched(size_t count)
-{
-    float *p = aligned_alloc(64, (count * sizeof(float) + 63) / 64 * 64);
-
-    if (!p) {
-        fprintf(stderr, "bench_dnnl: out of memory\n");
-        exit(1);
-    }
-    memset(p, 0, count * sizeof(float)); /* first touch outside the timing */
-    return p;
-}
-
 static void bench_speed(dnnl_engine_t eng, const char *kname)
 {
     static const struct {
         size_t n, rows;
     } shapes[] = {{768, 64}, {4096, 64}, {4096, 4096}};
     const size_t max_elems = 4096 * 4096;
-    float *x = alloc_touched(max_elems), *y = alloc_touched(max_elems);
-    float *g = alloc_touched(4096), *b = alloc_touched(4096);
+    float *x = peers_alloc_floats(max_elems), *y = peers_alloc_floats(max_elems);
+    float *g = peers_alloc_floats(4096), *b = peers_alloc_floats(4096);
     char own_name[32];
     size_t s, k;
 
@@ -201,8 +189,8 @@ static void bench_accuracy(dnnl_engine_t eng, const char *kname)
 {
     static const size_t ns[] = {768, 4096};
     const size_t max_elems = 4096 * PEERS_ACC_ROWS;
-    float *x = alloc_touched(max_elems), *y = alloc_touched(max_elems);
-    float *g = alloc_touched(4096), *b = alloc_touched(4096);
+    float *x = peers_alloc_floats(max_elems), *y = peers_alloc_floats(max_elems);
+    float *g = peers_alloc_floats(4096), *b = peers_alloc_floats(4096);
     double *want = malloc(max_elems * sizeof(double));
     char own_name[32];
     int f;

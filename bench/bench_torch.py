@@ -71,7 +71,17 @@ def load(path):
     lib.peers_rep.argtypes = [ctypes.c_int, sz, sz, vp, vp, vp, vp, sz]
     lib.peers_now_s.restype = ctypes.c_double
     lib.peers_now_s.argtypes = []
+    lib.peers_alloc_floats.restype = vp
+    lib.peers_alloc_floats.argtypes = [sz]
     return lib
+
+
+def floats(lib, count):
+    """A float32 array over peers_alloc_floats memory (64-byte aligned,
+    touched: the same buffers as bench_dnnl's, see peers.h). Lives until
+    the process exits."""
+    buf = (ctypes.c_float * count).from_address(lib.peers_alloc_floats(count))
+    return np.frombuffer(buf, dtype=np.float32)
 
 
 def ptr(a):
@@ -128,10 +138,8 @@ def main():
     names = ["memcpy", own_name, "torch"]
 
     max_elems = 4096 * 4096
-    x = np.zeros(max_elems, dtype=np.float32)  # zeros: pages touched now
-    y = np.zeros(max_elems, dtype=np.float32)
-    g = np.zeros(4096, dtype=np.float32)
-    b = np.zeros(4096, dtype=np.float32)
+    x, y = floats(lib, max_elems), floats(lib, max_elems)
+    g, b = floats(lib, 4096), floats(lib, 4096)
     lib.peers_fill_bench(ptr(x), max_elems)
     lib.peers_fill_affine(ptr(g), ptr(b), 4096)
 
@@ -162,8 +170,7 @@ def main():
           f"N = 768 and 4096, {ACC_ROWS} rows each, eps 1e-5, gain and bias on")
     print(f"{'family':<18} {own_name:>14} {'lnserve ref':>12} {'torch':>12}")
     want = np.zeros(4096 * ACC_ROWS, dtype=np.float64)
-    xa = np.zeros(4096 * ACC_ROWS, dtype=np.float32)
-    ya = np.zeros(4096 * ACC_ROWS, dtype=np.float32)
+    xa, ya = floats(lib, 4096 * ACC_ROWS), floats(lib, 4096 * ACC_ROWS)
     for f in range(N_FAMILIES):
         err = [0.0, 0.0, 0.0]
         for n in (768, 4096):

@@ -154,6 +154,19 @@ void peers_ln(int what, size_t n, size_t rows, const float *x, float *y, const f
         memcpy(y, x, n * rows * sizeof(float));
 }
 
+float *peers_alloc_floats(size_t count)
+{
+    size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
+    float *p = aligned_alloc(64, bytes ? bytes : 64);
+
+    if (!p) {
+        fprintf(stderr, "peers: out of memory (%zu floats)\n", count);
+        exit(1);
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
 double peers_now_s(void)
 {
     struct timespec ts;

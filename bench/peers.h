@@ -68,6 +68,15 @@ void peers_ln(int what, size_t n, size_t rows, const float *x, float *y, const f
 double peers_rep(int what, size_t n, size_t rows, const float *x, float *y, const float *gain,
                  const float *bias, size_t iters);
 
+/*
+ * count floats, 64-byte aligned, zeroed (every page touched now, outside any
+ * timing); exits on failure. Both benches take their buffers from here, so
+ * lnserve and the peers read and write the same kind of memory in
+ * bench_torch.py as in bench_dnnl (numpy's large arrays would be 16-byte
+ * aligned, its zeros untouched). Freed with free().
+ */
+float *peers_alloc_floats(size_t count);
+
 /* Monotonic clock, seconds. */
 double peers_now_s(void);
 
