@@ -65,6 +65,8 @@ def load(path):
     lib.peers_ref64.argtypes = [sz, sz, vp, vp, vp, ctypes.c_float, vp]
     lib.peers_max_ulp.restype = ctypes.c_double
     lib.peers_max_ulp.argtypes = [vp, vp, sz]
+    lib.peers_max_rel.restype = ctypes.c_double
+    lib.peers_max_rel.argtypes = [vp, vp, sz]
     lib.peers_ln.restype = None
     lib.peers_ln.argtypes = [ctypes.c_int, sz, sz, vp, vp, vp, vp]
     lib.peers_rep.restype = ctypes.c_double
@@ -168,11 +170,11 @@ def main():
 
     print(f"\naccuracy: max |y - y64| in ulp of max(1, |y64|), y64 the float64 result; "
           f"N = 768 and 4096, {ACC_ROWS} rows each, eps 1e-5, gain and bias on")
-    print(f"{'family':<18} {own_name:>14} {'lnserve ref':>12} {'torch':>12}")
+    print(f"{'family':<18} {own_name:>14} {'lnserve ref':>12} {'torch':>12} {'torch relative':>16}")
     want = np.zeros(4096 * ACC_ROWS, dtype=np.float64)
     xa, ya = floats(lib, 4096 * ACC_ROWS), floats(lib, 4096 * ACC_ROWS)
     for f in range(N_FAMILIES):
-        err = [0.0, 0.0, 0.0]
+        err, rel = [0.0, 0.0, 0.0], 0.0
         for n in (768, 4096):
             count = n * ACC_ROWS
             lib.peers_fill_family(f, ACC_SEED + n, ptr(xa), n, ACC_ROWS)
@@ -185,8 +187,9 @@ def main():
                                   torch.from_numpy(g[:n]), torch.from_numpy(b[:n]), EPS)
             yt = np.ascontiguousarray(yt.numpy(), dtype=np.float32).reshape(-1)
             err[2] = max(err[2], lib.peers_max_ulp(ptr(yt), ptr(want), count))
+            rel = max(rel, lib.peers_max_rel(ptr(yt), ptr(want), count))
         name = lib.peers_family_name(f).decode()
-        print(f"{name:<18} {err[0]:14.3g} {err[1]:12.3g} {err[2]:12.3g}")
+        print(f"{name:<18} {err[0]:14.3g} {err[1]:12.3g} {err[2]:12.3g} {rel:16.2g}")
 
 
 if __name__ == "__main__":

@@ -141,6 +141,19 @@ double peers_max_ulp(const float *got, const double *want, size_t count)
     return worst;
 }
 
+double peers_max_rel(const float *got, const double *want, size_t count)
+{
+    double worst = 0.0;
+    size_t i;
+
+    for (i = 0; i < count; i++) {
+        if (isnan(got[i]) || isnan(want[i]))
+            return INFINITY;
+        worst = fmax(worst, fabs((double)got[i] - want[i]) / fmax(1.0, fabs(want[i])));
+    }
+    return worst;
+}
+
 void peers_ln(int what, size_t n, size_t rows, const float *x, float *y, const float *gain,
               const float *bias)
 {

@@ -60,6 +60,10 @@ void peers_ref64(size_t n, size_t rows, const float *x, const float *gain, const
  * spacing of floats at m (tests/test_core.c's measure); NaN is infinite. */
 double peers_max_ulp(const float *got, const double *want, size_t count);
 
+/* Max over elements of |got - want| / max(1, |want|): the same error as a
+ * plain relative figure (the issue quotes PyTorch's so); NaN is infinite. */
+double peers_max_rel(const float *got, const double *want, size_t count);
+
 /* One call of what (eps PEERS_EPS, groups 1, no diagnostics). */
 void peers_ln(int what, size_t n, size_t rows, const float *x, float *y, const float *gain,
               const float *bias);
