@@ -10,8 +10,10 @@
 #   make test-openapi    schemathesis checks the live server against proto/openapi.yaml
 #   make test-interop    tritonclient and perf_analyzer (NVIDIA's) against a live server
 #   make test-minilm     all-MiniLM-L6-v2's real LayerNorms on real activations
-#   make bench           kernel benchmark against a memory copy, float codec
-#                        (f32text vs jansson/snprintf), geometry solve, then bench-http
+#   make bench           kernel benchmark against a memory copy, then against oneDNN
+#                        and PyTorch (bench-peers), float codec (f32text vs
+#                        jansson/snprintf), geometry solve, then bench-http
+#   make bench-peers     lnserve's kernel vs oneDNN and PyTorch: speed and accuracy
 #   make check-f32-exhaustive   all 2^32 float32 patterns print and parse back
 #   make bench-http      lnserve vs nginx with wrk (N=768 CONNS=16 SECS=10)
 #   make fuzz            libFuzzer harnesses (clang), FUZZ_SECONDS=30 each
@@ -147,6 +149,33 @@ $(B)/tests/test_config: $(B)/tests/test_config.o $(CONFIG_OBJ) $(CORE_OBJ)
 
 $(B)/bench/bench_kernel: $(B)/bench/bench_kernel.o $(CORE_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ -lm
+
+# The peer benchmarks (bench/peers.h), built only by `make bench` and
+# `make bench-peers`: oneDNN is linked into bench_dnnl alone, so neither
+# `make all` nor `make test` needs libdnnl-dev. Debian's oneDNN runs on
+# OpenMP; bench_dnnl calls omp_set_num_threads(1), hence -lgomp.
+$(B)/bench/bench_dnnl: $(B)/bench/bench_dnnl.o $(B)/bench/peers.o $(CORE_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ -ldnnl -lgomp -lm
+
+# bench/bench_torch.py loads core/ through ctypes: the same sources again,
+# position-independent, in $(B)/pic/.
+PIC_OBJ := $(patsubst $(B)/%,$(B)/pic/%,$(CORE_OBJ)) $(B)/pic/bench/peers.o
+
+$(B)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c $< -o $@
+
+$(B)/pic/core/ln_avx2.o: core/ln_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC $(AVX2_FLAGS) -c $< -o $@
+
+$(B)/pic/core/ln_avx512.o: core/ln_avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC $(AVX512_FLAGS) -c $< -o $@
+
+$(B)/bench/liblnpeers.so: $(PIC_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared $^ -o $@ -lm
 
 # LAPACK is the test's dense oracle only: nothing else links it.
 $(B)/tests/test_geometry: $(B)/tests/test_geometry.o $(CORE_OBJ)
@@ -313,12 +342,29 @@ $(VENV)/.matplotlib-$(MATPLOTLIB_VERSION): $(VENV)/.minilm-$(MINILM_VERSION)
 	@touch $@
 
 bench: deps
+	@tools/install-deps.sh $(PEER_DEPS)
 	@$(MAKE) --no-print-directory VARIANT=release build/release/bench/bench_kernel \
-	    build/release/bench/bench_codec build/release/bench/bench_geometry build/release/lnserve
+	    build/release/bench/bench_codec build/release/bench/bench_geometry build/release/lnserve \
+	    build/release/bench/bench_dnnl build/release/bench/liblnpeers.so
 	build/release/bench/bench_kernel
+	$(PEER_RUN)
 	build/release/bench/bench_codec
 	build/release/bench/bench_geometry
 	bench/http_bench.sh 768 16 10
+
+# lnserve's default kernel against oneDNN (bench/bench_dnnl.c) and PyTorch
+# (bench/bench_torch.py, Debian's torch under /usr/bin/python3, not pyenv's),
+# speed and accuracy, each peer in one process with lnserve and a memcpy.
+# Part of `make bench`; alone: `make bench-peers`.
+PEER_DEPS := libdnnl-dev python3-torch python3-numpy
+PEER_RUN := build/release/bench/bench_dnnl && \
+	OMP_NUM_THREADS=1 /usr/bin/python3 bench/bench_torch.py build/release/bench/liblnpeers.so
+.PHONY: bench-peers
+bench-peers: deps
+	@tools/install-deps.sh $(PEER_DEPS)
+	@$(MAKE) --no-print-directory VARIANT=release build/release/bench/bench_dnnl \
+	    build/release/bench/liblnpeers.so
+	$(PEER_RUN)
 
 # The binary protocol over io_uring, pipelined, against nginx serving the
 # same bytes, then open loop at half the peak for p99 (bench/binary_bench.sh).
