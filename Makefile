@@ -81,7 +81,7 @@ PROTO_OBJ := $(call obj,$(PROTO_SRC)) $(patsubst %.cc,$(B)/%.o,$(PROTO_CXX_SRC))
 CONFIG_OBJ := $(call obj,$(CONFIG_SRC))
 SERVER_OBJ := $(call obj,$(SERVER_SRC))
 
-UNIT_TESTS := test_core test_queue test_proto test_config test_geometry test_lnctl test_diag test_frame
+UNIT_TESTS := test_core test_queue test_batch test_proto test_config test_geometry test_lnctl test_diag test_frame
 UNIT_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS))
 BENCH_BINS := $(B)/bench/bench_kernel $(B)/bench/bench_codec $(B)/bench/bench_geometry \
               $(B)/bench/bench_binary
@@ -136,6 +136,11 @@ $(B)/tests/test_core: $(B)/tests/test_core.o $(CORE_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(CMOCKA_LIBS) -lm
 
 $(B)/tests/test_queue: $(B)/tests/test_queue.o $(B)/server/queue.o
+	$(CC) $(LDFLAGS) $^ -o $@ $(CMOCKA_LIBS) -lm
+
+# The dynamic batching policy with fake jobs and a fake clock, then over
+# the real queue with producer threads.
+$(B)/tests/test_batch: $(B)/tests/test_batch.o $(B)/server/batch.o $(B)/server/queue.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(CMOCKA_LIBS) -lm
 
 $(B)/tests/test_proto: $(B)/tests/test_proto.o $(PROTO_OBJ) $(CORE_OBJ)

@@ -484,7 +484,7 @@ static enum MHD_Result infer_start(http_req *r)
     /* The queue's release/acquire pair publishes r to the workers. After
      * the last push r may already be finished and resumed: don't touch it. */
     for (size_t i = 0; i < n_jobs; i++)
-        queue_push(s->q, &r->jobs[i].base);
+        queue_push(s->q, &r->jobs[i].base, r->jobs[i].row1 - r->jobs[i].row0);
     return MHD_YES;
 }
 

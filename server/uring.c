@@ -516,7 +516,7 @@ static void bin_infer(conn *c, const frame_header *h, const uint8_t *body)
     /* The queue's release/acquire publishes r to the workers. After the
      * last push r belongs to them: don't touch it. */
     for (size_t i = 0; i < n_jobs; i++)
-        queue_push(s->q, &r->jobs[i].base);
+        queue_push(s->q, &r->jobs[i].base, r->jobs[i].row1 - r->jobs[i].row0);
 }
 
 static void bin_metadata(conn *c, const frame_header *h, const uint8_t *body)
