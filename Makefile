@@ -70,7 +70,7 @@ CORE_SRC := core/ln_ref.c core/ln_avx2.c core/ln_avx512.c core/ln_dispatch.c cor
 PROTO_SRC := proto/status.c proto/half.c proto/oip.c proto/triton.c proto/geojson.c proto/frame.c
 PROTO_CXX_SRC := proto/f32text.cc
 CONFIG_SRC := config/config.c config/modelfile.c
-SERVER_SRC := server/queue.c server/models.c server/workers.c server/http.c server/log.c server/metrics.c server/auth.c \
+SERVER_SRC := server/queue.c server/batch.c server/models.c server/workers.c server/http.c server/log.c server/metrics.c server/auth.c \
               server/uring.c
 MAIN_SRC := server/main.c
 
