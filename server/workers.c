@@ -154,8 +154,9 @@ workers *workers_start(queue *q, int n, const int *cpus, int n_cpus,
     w->batching = *batching;
     if (w->batching.max_rows == 0)
         w->batching.max_rows = 1;
-    /* A batch cannot usefully hold more jobs than the queue admits at
-     * once, nor more than one per row. */
+    /* Room for the jobs of one batch: at most one per row, and bounded by
+     * the queue's capacity so the per-worker arrays stay small (a batch
+     * that reaches it simply ends there). */
     w->max_items = w->batching.max_rows < queue_capacity(q) ? w->batching.max_rows
                                                              : queue_capacity(q);
     w->threads = calloc((size_t)n, sizeof(pthread_t));
