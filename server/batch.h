@@ -27,8 +27,7 @@ typedef struct batch_src {
     int (*try_pop)(void *ctx, size_t max_rows, void **item, size_t *rows);
     /* May block until deadline_ns: as try_pop, or -ETIMEDOUT, or
      * -ESHUTDOWN (nothing more will come). */
-    int (*pop_until)(void *ctx, size_t max_rows, uint64_t deadline_ns, void **item,
-                     size_t *rows);
+    int (*pop_until)(void *ctx, size_t max_rows, uint64_t deadline_ns, void **item, size_t *rows);
     uint64_t (*now_ns)(void *ctx);
 } batch_src;
 
@@ -39,8 +38,8 @@ typedef struct batch_policy {
 } batch_policy;
 
 typedef struct batch_result {
-    size_t n_items; /* >= 1: items[0] is the first job */
-    size_t rows;    /* summed over the items */
+    size_t n_items;     /* >= 1: items[0] is the first job */
+    size_t rows;        /* summed over the items */
     uint64_t waited_ns; /* time spent in pop_until (0 when max_delay_ns is 0) */
 } batch_result;
 

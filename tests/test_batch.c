@@ -33,8 +33,8 @@ typedef struct fake {
     const fake_job *jobs;
     size_t n, next; /* jobs[next] is the oldest not yet taken */
     uint64_t now;
-    int closed;           /* no more jobs will come once these are taken */
-    unsigned waits;       /* pop_until calls */
+    int closed;            /* no more jobs will come once these are taken */
+    unsigned waits;        /* pop_until calls */
     uint64_t max_deadline; /* the latest deadline pop_until was given */
 } fake;
 
@@ -75,11 +75,10 @@ static uint64_t fake_now(void *ctx)
 }
 
 /* Takes the first job as a worker does (unconditionally), then gathers. */
-static batch_result run(fake *f, size_t max_rows, uint64_t delay_ns, size_t max_items,
-                        void **items)
+static batch_result run(fake *f, size_t max_rows, uint64_t delay_ns, size_t max_items, void **items)
 {
-    batch_src src = {.ctx = f, .try_pop = fake_try_pop, .pop_until = fake_pop_until,
-                     .now_ns = fake_now};
+    batch_src src = {
+        .ctx = f, .try_pop = fake_try_pop, .pop_until = fake_pop_until, .now_ns = fake_now};
     batch_policy p = {.max_rows = max_rows, .max_delay_ns = delay_ns, .max_items = max_items};
     assert_true(f->next < f->n && f->jobs[f->next].arrival_ns <= f->now);
     const fake_job *first = &f->jobs[f->next++];
@@ -223,8 +222,7 @@ static int q_try_pop(void *ctx, size_t max_rows, void **item, size_t *rows)
     return queue_try_pop_max(ctx, max_rows, item, rows);
 }
 
-static int q_pop_until(void *ctx, size_t max_rows, uint64_t deadline_ns, void **item,
-                       size_t *rows)
+static int q_pop_until(void *ctx, size_t max_rows, uint64_t deadline_ns, void **item, size_t *rows)
 {
     return queue_pop_max_until(ctx, max_rows, deadline_ns, 16, item, rows);
 }
@@ -239,8 +237,7 @@ static void *consumer_main(void *arg)
 {
     consumer *c = arg;
     queue *q = c->sh->q;
-    batch_src src = {.ctx = q, .try_pop = q_try_pop, .pop_until = q_pop_until,
-                     .now_ns = mono_ns};
+    batch_src src = {.ctx = q, .try_pop = q_try_pop, .pop_until = q_pop_until, .now_ns = mono_ns};
     batch_policy p = {.max_rows = MAX_ROWS, .max_delay_ns = c->delay_ns, .max_items = MAX_ROWS};
     void *items[MAX_ROWS];
     while (queue_pop_wait(q, &items[0], 16) == 0) {
