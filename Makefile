@@ -73,7 +73,7 @@ CORE_SRC := core/ln_ref.c core/ln_avx2.c core/ln_avx512.c core/ln_dispatch.c cor
 PROTO_SRC := proto/status.c proto/half.c proto/oip.c proto/triton.c proto/geojson.c proto/frame.c
 PROTO_CXX_SRC := proto/f32text.cc
 CONFIG_SRC := config/config.c config/modelfile.c
-SERVER_SRC := server/queue.c server/models.c server/workers.c server/http.c server/log.c server/metrics.c server/auth.c \
+SERVER_SRC := server/queue.c server/batch.c server/models.c server/workers.c server/http.c server/log.c server/metrics.c server/auth.c \
               server/uring.c
 MAIN_SRC := server/main.c
 
@@ -84,7 +84,7 @@ PROTO_OBJ := $(call obj,$(PROTO_SRC)) $(patsubst %.cc,$(B)/%.o,$(PROTO_CXX_SRC))
 CONFIG_OBJ := $(call obj,$(CONFIG_SRC))
 SERVER_OBJ := $(call obj,$(SERVER_SRC))
 
-UNIT_TESTS := test_core test_queue test_proto test_config test_geometry test_lnctl test_diag test_frame
+UNIT_TESTS := test_core test_queue test_batch test_proto test_config test_geometry test_lnctl test_diag test_frame
 UNIT_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS))
 BENCH_BINS := $(B)/bench/bench_kernel $(B)/bench/bench_codec $(B)/bench/bench_geometry \
               $(B)/bench/bench_binary
@@ -139,6 +139,11 @@ $(B)/tests/test_core: $(B)/tests/test_core.o $(CORE_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(CMOCKA_LIBS) -lm
 
 $(B)/tests/test_queue: $(B)/tests/test_queue.o $(B)/server/queue.o
+	$(CC) $(LDFLAGS) $^ -o $@ $(CMOCKA_LIBS) -lm
+
+# The dynamic batching policy with fake jobs and a fake clock, then over
+# the real queue with producer threads.
+$(B)/tests/test_batch: $(B)/tests/test_batch.o $(B)/server/batch.o $(B)/server/queue.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(CMOCKA_LIBS) -lm
 
 $(B)/tests/test_proto: $(B)/tests/test_proto.o $(PROTO_OBJ) $(CORE_OBJ)

@@ -71,6 +71,8 @@ typedef struct key_spec {
  * | workers (--workers)               | int      | 0 (=CPUs) | 0..1024       |
  * | cpus (--cpus 0,2-3)               | int list | [] (=0..) | 0..1023 each  |
  * | queue_capacity (--queue-capacity) | int      | 1024      | 1..2^24       |
+ * | max_batch_rows (--max-batch-rows) | int      | 1         | 1..2^30       |
+ * | max_queue_delay_us                | int      | 0         | 0..10^6       |
  * | max_body_bytes (--max-body-bytes) | int      | 64 MiB    | 1 KiB..4 GiB  |
  * | max_rows (--max-rows)             | int      | 65536     | 1..2^30       |
  * | max_n (--max-n)                   | int      | 2^20      | 1..2^30       |
@@ -121,6 +123,15 @@ static const key_spec server_keys[] = {
      "CPUs to pin workers to, e.g. 0,2-3; empty = 0..workers-1"},
     {"queue_capacity", KEY_SIZE, 1, 1LL << 24, 1024, NULL,
      FIELD(queue_capacity), "N", "jobs queued at most; beyond: 503"},
+    /* Dynamic batching (server/batch.h). Off by default: a worker that
+     * holds several small jobs runs them one after another while another
+     * worker may sit idle, so batching trades latency for fewer wake-ups. */
+    {"max_batch_rows", KEY_SIZE, 1, 1LL << 30, 1, NULL, FIELD(max_batch_rows), "N",
+     "dynamic batching: a worker gathers jobs up to this many rows (a larger job runs alone); "
+     "1 = one job at a time"},
+    {"max_queue_delay_us", KEY_INT, 0, 1000000, 0, NULL, FIELD(max_queue_delay_us), "US",
+     "dynamic batching: longest a job waits, from its arrival in the queue, for others to "
+     "join its batch; 0 = take only what is queued, never wait"},
     {"max_body_bytes", KEY_SIZE, 1024, 1LL << 32, 64LL << 20, NULL,
      FIELD(max_body_bytes), "BYTES", "largest request body; beyond: 413"},
     {"max_rows", KEY_SIZE, 1, 1LL << 30, 65536, NULL, FIELD(max_rows), "N",

@@ -11,6 +11,7 @@
  *   {
  *     "server": { "address": "127.0.0.1", "port": 8000, "io_threads": 1,
  *                 "workers": 0, "cpus": [0, 1], "queue_capacity": 1024,
+ *                 "max_batch_rows": 1, "max_queue_delay_us": 0,
  *                 "max_body_bytes": 67108864, "max_rows": 65536,
  *                 "max_n": 1048576, "max_connections": 1000,
  *                 "connection_timeout_s": 60, "drain_timeout_s": 30 },
@@ -61,6 +62,8 @@ typedef struct config {
     int cpus[CONFIG_MAX_CPUS]; /* CPUs to pin workers to, round robin */
     int n_cpus;              /* 0 = CPUs 0..workers-1 */
     size_t queue_capacity;   /* jobs queued at most; beyond: 503 */
+    size_t max_batch_rows;   /* dynamic batching: rows a worker gathers per batch */
+    int max_queue_delay_us;  /* dynamic batching: longest wait for more; 0 = none */
     size_t max_body_bytes;   /* beyond: 413 */
     size_t max_rows;         /* per request */
     size_t max_n;            /* row length limit for dim-0 models */

@@ -1771,10 +1771,13 @@ char *oip_encode_error(const char *msg, size_t *out_len)
 char *oip_encode_server_metadata(const char *version, size_t *out_len)
 {
     /* Extensions are advertised only once complete: perf_analyzer trusts
-     * the list (DESIGN section 8). */
-    return dump(json_pack("{s:s, s:s, s:[s]}", "name", "lnserve", "version",
+     * the list (DESIGN section 8) and reads /stats with no presence
+     * checks. statistics: every field of Triton's statistics extension is
+     * served (server/metrics.h, metrics_render_triton_stats), checked
+     * field by field in tests/integration/test_server.py. */
+    return dump(json_pack("{s:s, s:s, s:[s,s]}", "name", "lnserve", "version",
                           version ? version : "", "extensions",
-                          "binary_tensor_data"),
+                          "binary_tensor_data", "statistics"),
                 out_len);
 }
 

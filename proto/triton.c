@@ -1,6 +1,7 @@
 #include "triton.h"
 
 #include <jansson.h>
+#include <stdio.h>
 
 static json_t *tensor(const char *name, json_int_t dim, int batch_only)
 {
@@ -11,7 +12,8 @@ static json_t *tensor(const char *name, json_int_t dim, int batch_only)
     return t;
 }
 
-char *triton_encode_model_config(const oip_model_info *m, int n_workers)
+char *triton_encode_model_config(const oip_model_info *m, int n_workers,
+                                 const triton_batching *b)
 {
     json_int_t n = m->dim ? (json_int_t)m->dim : -1;
     json_int_t g = (json_int_t)m->groups;
@@ -27,9 +29,22 @@ char *triton_encode_model_config(const oip_model_info *m, int n_workers)
      * kernel computes in. FP16, BF16 and FP64 inputs are accepted too
      * (proto/oip.h); say so in the config's free-form parameters, which
      * Triton's clients and perf_analyzer ignore. */
+    char rows[32];
+    snprintf(rows, sizeof rows, "%zu", b->max_batch_rows);
     json_object_set_new(doc, "parameters",
-                        json_pack("{s:{s:s}}", "accepted_datatypes", "string_value",
-                                  "FP32,FP16,BF16,FP64"));
+                        json_pack("{s:{s:s}, s:{s:s}}", "accepted_datatypes", "string_value",
+                                  "FP32,FP16,BF16,FP64", "max_batch_rows", "string_value",
+                                  rows));
+    /* Triton's dynamic batcher settings, as lnserve's workers apply them
+     * (server/batch.h): the delay counts from a job's arrival in the
+     * queue, like Triton's. Binary-protocol responses may overtake each
+     * other on a connection, so no preserve_ordering. */
+    json_t *db = json_pack("{s:I, s:b}", "max_queue_delay_microseconds",
+                           (json_int_t)b->max_queue_delay_us, "preserve_ordering", 0);
+    if (db && b->max_batch_rows > 1 && b->max_batch_rows <= m->max_rows)
+        json_object_set_new(db, "preferred_batch_size",
+                            json_pack("[I]", (json_int_t)b->max_batch_rows));
+    json_object_set_new(doc, "dynamic_batching", db);
     char *out = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     return out;

@@ -40,7 +40,7 @@ struct http_server {
     struct MHD_Daemon *d;
     const model_table *models;
     queue *q;
-    metrics *mx;
+    metrics *mx; /* main's */
     const auth *auth;
     int auth_open_health;
     size_t max_elements;
@@ -49,6 +49,7 @@ struct http_server {
     size_t max_body_bytes;
     int access_log;
     int n_workers;
+    triton_batching batching; /* for /config */
     int port;
     /* Requests between the handler's first call and request_completed.
      * Incremented on an MHD thread, decremented in request_completed;
@@ -115,7 +116,7 @@ struct http_req {
     unsigned status;    /* HTTP status queued; 0 = none yet */
     uint64_t t_start_ns; /* first call of the handler */
     uint64_t t_push_ns;  /* jobs pushed */
-    uint64_t queue_ns;   /* written by the worker running jobs[0] */
+    uint64_t queue_ns;   /* written by the worker running jobs[0]: push to start */
     uint64_t decode_ns;
     atomic_uint_fast64_t compute_ns; /* summed over jobs */
     const model *m;
@@ -307,7 +308,7 @@ static diag_view diag_at(const http_req *r, size_t row)
 
 /* Runs on the worker that finished the request's last job: encode, then
  * hand the request back to MHD. Nothing may touch r after the resume. */
-static void infer_finish(http_req *r)
+static void infer_finish(http_req *r, job_times *t)
 {
     size_t B = r->req.n_rows;
     diag_view v = diag_at(r, 0);
@@ -328,6 +329,7 @@ static void infer_finish(http_req *r)
     uint64_t t0 = metrics_now_ns();
     lns_status st = oip_encode_infer(&r->m->info, &r->req, &res, &out, &out_len, &json_len);
     uint64_t encode_ns = metrics_now_ns() - t0;
+    t->output_ns += encode_ns;
     int binary = st == LNS_OK && json_len < out_len;
     if (st != LNS_OK) {
         /* LNS_EBADREQ: a JSON output is not finite in its datatype (a large
@@ -371,7 +373,7 @@ static void infer_finish(http_req *r)
     MHD_resume_connection(r->conn);
 }
 
-static void infer_job_run(job *j)
+static void infer_job_run(job *j, job_times *t)
 {
     infer_job *ij = (infer_job *)j;
     http_req *r = ij->r;
@@ -398,10 +400,11 @@ static void infer_job_run(job *j)
     uint64_t dt = metrics_now_ns() - t0;
     atomic_fetch_add_explicit(&r->compute_ns, dt, memory_order_relaxed);
     metrics_worker_busy(r->s->mx, dt);
+    t->infer_ns += dt;
     /* acq_rel: our writes to data/diag/queue_ns/compute_ns are released to
      * the last worker, which acquires everyone's before encoding. */
     if (atomic_fetch_sub_explicit(&r->jobs_left, 1, memory_order_acq_rel) == 1)
-        infer_finish(r);
+        infer_finish(r, t);
 }
 
 /* Inference-Header-Content-Length (binary tensor data extension): the
@@ -473,11 +476,15 @@ static enum MHD_Result infer_start(http_req *r)
         return send_error(r, LNS_ENOMEM, "out of memory for %zu rows", B);
     r->n_jobs = n_jobs;
     for (size_t i = 0; i < n_jobs; i++) {
+        size_t row0 = B * i / n_jobs, row1 = B * (i + 1) / n_jobs;
         r->jobs[i] = (infer_job){
-            .base.run = infer_job_run,
+            .base = {.run = infer_job_run,
+                     .n_rows = row1 - row0,
+                     .model = model_index(r),
+                     .input_ns = i == 0 ? r->decode_ns : 0},
             .r = r,
-            .row0 = B * i / n_jobs,
-            .row1 = B * (i + 1) / n_jobs,
+            .row0 = row0,
+            .row1 = row1,
         };
     }
     atomic_init(&r->jobs_left, n_jobs);
@@ -488,12 +495,14 @@ static enum MHD_Result infer_start(http_req *r)
 
     r->state = ST_COMPUTING;
     r->t_push_ns = metrics_now_ns();
+    for (size_t i = 0; i < n_jobs; i++)
+        r->jobs[i].base.queued_ns = r->t_push_ns;
     atomic_fetch_add_explicit(&s->suspended, 1, memory_order_relaxed);
     MHD_suspend_connection(r->conn);
     /* The queue's release/acquire pair publishes r to the workers. After
      * the last push r may already be finished and resumed: don't touch it. */
     for (size_t i = 0; i < n_jobs; i++)
-        queue_push(s->q, &r->jobs[i].base);
+        queue_push(s->q, &r->jobs[i].base, r->jobs[i].base.n_rows);
     return MHD_YES;
 }
 
@@ -712,7 +721,8 @@ static enum MHD_Result handle_other(http_req *r, const char *url, const char *me
         return send_json(r, MHD_HTTP_OK,
                          metrics_render_triton_stats(s->mx, r->m ? model_index(r) : -1));
     case EP_MODEL_CONFIG:
-        return send_json(r, MHD_HTTP_OK, triton_encode_model_config(&r->m->info, s->n_workers));
+        return send_json(r, MHD_HTTP_OK,
+                         triton_encode_model_config(&r->m->info, s->n_workers, &s->batching));
     case EP_METRICS: {
         /* The daemon from the connection, not s->d: s->d is written by
          * main after MHD_start_daemon returns, when this thread may
@@ -728,6 +738,7 @@ static enum MHD_Result handle_other(http_req *r, const char *url, const char *me
                                      "text/plain; version=0.0.4; charset=utf-8"));
     }
     case EP_INFER: /* a well-formed infer was started in handle_headers */
+    case EP_PING:  /* binary protocol only */
     case EP_OTHER:
     case EP_COUNT:
         break;
@@ -922,7 +933,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn,
     /* A request that ended with no status queued: the client left. */
     unsigned status = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status : 0;
     uint64_t e2e_ns = metrics_now_ns() - r->t_start_ns;
-    metrics_request(s->mx, model_index(r), r->ep, status, e2e_ns);
+    metrics_request(s->mx, model_index(r), r->ep, MP_HTTP, status, e2e_ns);
     if (s->access_log) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -995,14 +1006,13 @@ static void server_free(http_server *s)
         pthread_join(s->watchdog, NULL);
     }
     pthread_mutex_destroy(&s->conns_lock);
-    metrics_destroy(s->mx);
     free(s->tls_cert);
     free(s->tls_key);
     free(s);
 }
 
 http_server *http_start(const config *c, const model_table *models, queue *q,
-                        const auth *a, int n_workers, char *err)
+                        const auth *a, int n_workers, metrics *mx, char *err)
 {
     http_server *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -1011,16 +1021,7 @@ http_server *http_start(const config *c, const model_table *models, queue *q,
     }
     s->models = models;
     s->q = q;
-    const char **names = calloc(models->n, sizeof(char *));
-    for (size_t i = 0; names && i < models->n; i++)
-        names[i] = models->models[i].name;
-    s->mx = names ? metrics_create(names, models->n) : NULL;
-    free(names);
-    if (!s->mx) {
-        snprintf(err, CONFIG_ERR_MAX, "out of memory");
-        free(s);
-        return NULL;
-    }
+    s->mx = mx;
     s->max_body_bytes = c->max_body_bytes;
     s->max_elements = c->max_elements;
     s->request_timeout_ns = (uint64_t)c->connection_timeout_s * 1000000000u;
@@ -1033,6 +1034,8 @@ http_server *http_start(const config *c, const model_table *models, queue *q,
     clock_gettime(CLOCK_REALTIME, &now);
     s->started_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
     s->n_workers = n_workers;
+    s->batching = (triton_batching){.max_batch_rows = c->max_batch_rows,
+                                    .max_queue_delay_us = (unsigned long long)c->max_queue_delay_us};
     atomic_init(&s->active, 0);
     atomic_init(&s->suspended, 0);
     atomic_init(&s->draining, 0);

@@ -17,6 +17,7 @@
 #include "../config/config.h"
 #include "auth.h"
 #include "models.h"
+#include "metrics.h"
 #include "queue.h"
 
 typedef struct http_server http_server;
@@ -25,10 +26,11 @@ typedef struct http_server http_server;
  * Binds c->address:c->port (HTTPS when c->tls_cert_file is set) and starts
  * serving. Requests need an API key when a has keys. n_workers says how many
  * ways a large request is split. NULL on failure with the reason in err
- * (CONFIG_ERR_MAX bytes). models and q must outlive the server.
+ * (CONFIG_ERR_MAX bytes). models, q and mx (metrics indexed like models)
+ * must outlive the server.
  */
 http_server *http_start(const config *c, const model_table *models, queue *q,
-                        const auth *a, int n_workers, char *err);
+                        const auth *a, int n_workers, metrics *mx, char *err);
 
 /* The port actually bound (useful with port 0). */
 int http_port(const http_server *s);

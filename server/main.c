@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "models.h"
 #include "queue.h"
 #include "uring.h"
@@ -35,6 +36,7 @@ int main(int argc, char **argv)
     workers *w = NULL;
     http_server *h = NULL;
     uring_server *u = NULL;
+    metrics *mx = NULL;
 
     config_init(&c);
     if (config_parse_args(&c, argc, argv, err) != 0) {
@@ -101,23 +103,39 @@ int main(int argc, char **argv)
         fprintf(stderr, "lnserve: cannot create a queue of %zu jobs\n", c.queue_capacity);
         goto out;
     }
-    w = workers_start(q, n_workers, c.cpus, c.n_cpus);
+    /* One set of metrics, indexed like the model table, shared by both
+     * fronts and the workers. */
+    const char **names = calloc(models.n ? models.n : 1, sizeof(char *));
+    for (size_t i = 0; names && i < models.n; i++)
+        names[i] = models.models[i].name;
+    mx = names ? metrics_create(names, models.n) : NULL;
+    free(names);
+    if (!mx) {
+        fprintf(stderr, "lnserve: out of memory\n");
+        goto out;
+    }
+    w = workers_start(q, n_workers, c.cpus, c.n_cpus,
+                      &(workers_batching){.max_rows = c.max_batch_rows,
+                                          .max_delay_us = (uint64_t)c.max_queue_delay_us},
+                      mx);
     if (!w)
         goto out;
-    h = http_start(&c, &models, q, &keys, n_workers, err);
+    h = http_start(&c, &models, q, &keys, n_workers, mx, err);
     if (!h) {
         fprintf(stderr, "lnserve: %s\n", err);
         goto out;
     }
     /* The binary front (io_uring); off unless asked for, and HTTP goes on
      * alone where io_uring is not allowed. */
-    if (uring_start(&c, &models, q, n_workers, auth_enabled(&keys), &u, err) != 0) {
+    if (uring_start(&c, &models, q, n_workers, auth_enabled(&keys), mx, &u, err) != 0) {
         fprintf(stderr, "lnserve: %s\n", err);
         goto out;
     }
     log_msg(LOG_INFO, "models: %zu (layernorm, rmsnorm built in)", models.n);
-    log_msg(LOG_INFO, "workers: %d, io threads: %d, queue capacity: %zu jobs", n_workers,
-            c.io_threads, c.queue_capacity);
+    log_msg(LOG_INFO,
+            "workers: %d, io threads: %d, queue capacity: %zu jobs, batches of up to %zu rows, "
+            "max queue delay %d us",
+            n_workers, c.io_threads, c.queue_capacity, c.max_batch_rows, c.max_queue_delay_us);
     /* Scripts and tests read the port from this line (port 0 = any free). */
     printf("lnserve listening on %s://%s:%d\n", c.tls_cert_file[0] ? "https" : "http",
            c.address, http_port(h));
@@ -148,6 +166,7 @@ out:
     http_stop(h);
     workers_stop(w);
     queue_destroy(q);
+    metrics_destroy(mx); /* after everything that counts */
     models_fini(&models);
     auth_fini(&keys);
     config_fini(&c);

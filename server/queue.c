@@ -13,12 +13,17 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define CACHE_LINE 64
 
 typedef struct cell {
     atomic_size_t seq;
     void *item; /* written by the producer before its release store of seq */
+    /* Written likewise. Atomic (relaxed) because queue_try_pop_max reads it
+     * before it owns the cell: a stale read there is detected by the failed
+     * CAS on tail, but must not be a data race. */
+    atomic_size_t weight;
 } cell;
 
 struct queue {
@@ -61,7 +66,12 @@ queue *queue_create(size_t capacity)
     atomic_init(&q->sleepers, 0);
     atomic_init(&q->closed, 0);
     pthread_mutex_init(&q->lock, NULL);
-    pthread_cond_init(&q->nonempty, NULL);
+    /* CLOCK_MONOTONIC: queue_pop_max_until's deadline is on that clock. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->nonempty, &ca);
+    pthread_condattr_destroy(&ca);
     return q;
 }
 
@@ -94,7 +104,7 @@ void queue_unreserve(queue *q, size_t n)
     atomic_fetch_sub_explicit(&q->reserved, n, memory_order_relaxed);
 }
 
-void queue_push(queue *q, void *item)
+void queue_push(queue *q, void *item, size_t weight)
 {
     size_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
     cell *c;
@@ -115,7 +125,9 @@ void queue_push(queue *q, void *item)
         }
     }
     c->item = item;
-    /* Publishes item; pairs with the acquire load in queue_try_pop. */
+    atomic_store_explicit(&c->weight, weight, memory_order_relaxed);
+    /* Publishes item and weight; pairs with the acquire load in
+     * queue_try_pop_max. */
     atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
 
     /* Dekker with queue_pop_wait: our store of seq, then this fence, then
@@ -129,16 +141,29 @@ void queue_push(queue *q, void *item)
     }
 }
 
-int queue_try_pop(queue *q, void **item)
+int queue_try_pop_max(queue *q, size_t max_weight, void **item, size_t *weight)
 {
     size_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
     cell *c;
+    size_t w;
     for (;;) {
         c = &q->cells[pos & q->mask];
         /* Pairs with the producer's release store in queue_push. */
         size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
         intptr_t dif = (intptr_t)seq - (intptr_t)(pos + 1);
         if (dif == 0) {
+            w = atomic_load_explicit(&c->weight, memory_order_relaxed);
+            if (w > max_weight) {
+                /* Refused, unless another consumer took pos meanwhile (then
+                 * w may belong to a later lap's item): look again. */
+                size_t now = atomic_load_explicit(&q->tail, memory_order_relaxed);
+                if (now == pos)
+                    return -E2BIG;
+                pos = now;
+                continue;
+            }
+            /* Success means no one else took pos, so the cell was not
+             * recycled after the reads of seq and weight above. */
             if (atomic_compare_exchange_weak_explicit(
                     &q->tail, &pos, pos + 1, memory_order_relaxed,
                     memory_order_relaxed))
@@ -150,11 +175,18 @@ int queue_try_pop(queue *q, void **item)
         }
     }
     *item = c->item;
+    if (weight)
+        *weight = w;
     /* Frees the cell for the producer one lap ahead; pairs with the
      * acquire load in queue_push. */
     atomic_store_explicit(&c->seq, pos + q->mask + 1, memory_order_release);
     atomic_fetch_sub_explicit(&q->reserved, 1, memory_order_relaxed);
     return 0;
+}
+
+int queue_try_pop(queue *q, void **item)
+{
+    return queue_try_pop_max(q, SIZE_MAX, item, NULL);
 }
 
 static inline void cpu_relax(void)
@@ -190,6 +222,57 @@ int queue_pop_wait(queue *q, void **item, unsigned spin_iters)
         pthread_cond_wait(&q->nonempty, &q->lock);
     }
     atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&q->lock);
+    return rc;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int queue_pop_max_until(queue *q, size_t max_weight, uint64_t deadline_ns, unsigned spin_iters,
+                        void **item, size_t *weight)
+{
+    int rc;
+    for (unsigned i = 0; i < spin_iters; i++) {
+        rc = queue_try_pop_max(q, max_weight, item, weight);
+        if (rc != -EAGAIN)
+            return rc;
+        if ((i & 63) == 63 && mono_ns() >= deadline_ns)
+            return -ETIMEDOUT;
+        cpu_relax();
+    }
+
+    struct timespec ts = {.tv_sec = (time_t)(deadline_ns / 1000000000u),
+                          .tv_nsec = (long)(deadline_ns % 1000000000u)};
+    pthread_mutex_lock(&q->lock);
+    atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_relaxed);
+    /* See queue_push: sleepers++ before re-checking the ring. */
+    atomic_thread_fence(memory_order_seq_cst);
+    for (;;) {
+        rc = queue_try_pop_max(q, max_weight, item, weight);
+        if (rc != -EAGAIN)
+            break;
+        /* Pairs with the release store in queue_close. */
+        if (atomic_load_explicit(&q->closed, memory_order_acquire)) {
+            rc = -ESHUTDOWN;
+            break;
+        }
+        if (pthread_cond_timedwait(&q->nonempty, &q->lock, &ts) == ETIMEDOUT) {
+            rc = queue_try_pop_max(q, max_weight, item, weight);
+            if (rc == -EAGAIN)
+                rc = -ETIMEDOUT;
+            break;
+        }
+    }
+    int others = atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed) - 1;
+    /* We may have taken the one wake-up a push sent for an item we do not
+     * take: pass it on, or an idle consumer would sleep beside it. */
+    if (rc == -E2BIG && others > 0)
+        pthread_cond_signal(&q->nonempty);
     pthread_mutex_unlock(&q->lock);
     return rc;
 }

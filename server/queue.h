@@ -11,6 +11,11 @@
  * `capacity` jobs, memory is bounded, and "full" is answered before any
  * job of the request is queued (HTTP 503).
  *
+ * Each item carries a weight (for lnserve: the rows of a job), stored in
+ * its cell, so a consumer can refuse the oldest item without taking it
+ * (queue_try_pop_max): a dynamic batcher then never holds a job it cannot
+ * run, and never has to read an item it does not own.
+ *
  * Threads: any number of producers and consumers. Items are opaque
  * pointers; ownership of the item passes from the pusher to the one
  * popper that receives it.
@@ -18,6 +23,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct queue queue;
 
@@ -34,12 +40,26 @@ int queue_reserve(queue *q, size_t n);
 /* Gives back n reserved units that will not be pushed. */
 void queue_unreserve(queue *q, size_t n);
 
-/* Pushes one item under a reservation made by queue_reserve(). Never
- * fails; wakes one sleeping consumer if there is one. */
-void queue_push(queue *q, void *item);
+/* Pushes one item of the given weight under a reservation made by
+ * queue_reserve(). Never fails; wakes one sleeping consumer if there is
+ * one. */
+void queue_push(queue *q, void *item, size_t weight);
 
 /* Pops one item: 0 and *item set, or -EAGAIN when empty. */
 int queue_try_pop(queue *q, void **item);
+
+/* Pops the oldest item only if its weight is at most max_weight: 0 with
+ * *item and *weight set; -EAGAIN when empty; -E2BIG when the oldest item
+ * weighs more (it stays queued, first in line). Never blocks. */
+int queue_try_pop_max(queue *q, size_t max_weight, void **item, size_t *weight);
+
+/* queue_try_pop_max that waits for an item until deadline_ns
+ * (CLOCK_MONOTONIC, as metrics_now_ns), spinning spin_iters times first:
+ * 0, -E2BIG, -ETIMEDOUT at the deadline, or -ESHUTDOWN once the queue is
+ * closed and empty. A sleeper that is woken for an item too heavy for it
+ * passes the wake-up on to another sleeper. */
+int queue_pop_max_until(queue *q, size_t max_weight, uint64_t deadline_ns, unsigned spin_iters,
+                        void **item, size_t *weight);
 
 /* Pops one item, spinning spin_iters times and then sleeping until one
  * arrives. Returns 0, or -ESHUTDOWN once queue_close() was called and the

@@ -48,6 +48,7 @@
 
 #include "../proto/frame.h"
 #include "log.h"
+#include "metrics.h"
 #include "workers.h"
 
 #define RING_ENTRIES 1024
@@ -126,6 +127,13 @@ struct bin_req {
     float *x;    /* [rows * cols], normalized in place */
     float *diag; /* mean [B*G], rstd [B*G], radius [B] */
     outbuf *out; /* built by the last worker; NULL if that failed */
+    int model;   /* metrics index */
+    size_t bytes_in;
+    uint64_t t_start_ns; /* its frame handled (loop) */
+    uint64_t t_push_ns;  /* its jobs pushed (loop) */
+    uint64_t decode_ns;  /* checks and the copy into x (loop) */
+    uint64_t queue_ns;   /* written by the worker running jobs[0] */
+    atomic_uint_fast64_t compute_ns; /* summed over the jobs */
     atomic_size_t jobs_left;
     size_t n_jobs;
     bin_job jobs[];
@@ -135,6 +143,7 @@ struct uring_server {
     struct io_uring ring;
     const model_table *models;
     queue *q;
+    metrics *mx; /* main's */
     int n_workers;
     frame_limits lim;
     size_t max_elements;
@@ -324,9 +333,9 @@ static void reply_status(conn *c, unsigned opcode, unsigned flags, uint64_t id, 
 
 /* ---- infer: loop side ---------------------------------------------------- */
 
-static void bin_finish(bin_req *r);
+static void bin_finish(bin_req *r, job_times *t);
 
-static void bin_job_run(job *j)
+static void bin_job_run(job *j, job_times *t)
 {
     bin_job *bj = (bin_job *)j;
     bin_req *r = bj->r;
@@ -337,16 +346,23 @@ static void bin_job_run(job *j)
         .radius = r->diag + 2 * B * G + bj->row0,
     };
     float *x = r->x + bj->row0 * N;
+    uint64_t t0 = metrics_now_ns();
+    if (bj == &r->jobs[0])
+        r->queue_ns = t0 - r->t_push_ns;
     ln_rows(&r->params, x, x, bj->row1 - bj->row0, &d);
+    uint64_t dt = metrics_now_ns() - t0;
+    atomic_fetch_add_explicit(&r->compute_ns, dt, memory_order_relaxed);
+    metrics_worker_busy(r->s->mx, dt);
+    t->infer_ns += dt;
     /* acq_rel: each job's writes to x and diag are released to the last
      * worker, which acquires them all before encoding. */
     if (atomic_fetch_sub_explicit(&r->jobs_left, 1, memory_order_acq_rel) == 1)
-        bin_finish(r);
+        bin_finish(r, t);
 }
 
 /* On the worker that finished the last job: encode, then hand r back to
  * the loop. Nothing may touch r after the push. */
-static void bin_finish(bin_req *r)
+static void bin_finish(bin_req *r, job_times *t)
 {
     size_t B = r->rows, G = r->params.groups;
     frame_infer_result res = {
@@ -360,12 +376,26 @@ static void bin_finish(bin_req *r)
         .radius = r->diag + 2 * B * G,
     };
     /* The size was checked in bin_infer before anything was queued. */
+    uint64_t t0 = metrics_now_ns();
     size_t n = frame_infer_response_bytes(res.rows, res.cols, res.groups, res.mask);
     r->out = outbuf_new(n);
     if (r->out)
         frame_encode_infer_response(r->out->data, 0, r->id, &res);
+    uint64_t encode_ns = metrics_now_ns() - t0;
+    t->output_ns += encode_ns;
 
     uring_server *s = r->s;
+    if (r->out)
+        metrics_infer(s->mx, r->model,
+                      &(metrics_infer_sample){
+                          .rows = r->rows,
+                          .bytes_in = r->bytes_in,
+                          .bytes_out = n,
+                          .decode_ns = r->decode_ns,
+                          .queue_ns = r->queue_ns,
+                          .compute_ns = atomic_load_explicit(&r->compute_ns, memory_order_relaxed),
+                          .encode_ns = encode_ns,
+                      });
     /* Counted before the push: once r is on the list the loop may finish,
      * and uring_stop must not close the eventfd under our write. */
     atomic_fetch_add_explicit(&s->pushing, 1, memory_order_relaxed);
@@ -388,6 +418,9 @@ static void bin_done(uring_server *s, bin_req *r)
     conn *c = r->c;
     c->n_inflight--;
     s->inflight--;
+    /* As HTTP counts a response sent: code 0 when the client left first. */
+    unsigned code = (c->closed || c->dead) ? 0 : r->out ? 200 : (unsigned)lns_status_http(LNS_ENOMEM);
+    metrics_request(s->mx, r->model, EP_INFER, MP_BINARY, code, metrics_now_ns() - r->t_start_ns);
     if (r->out)
         out_push(c, r->out);
     else if (!c->closed)
@@ -416,7 +449,10 @@ static void take_done(uring_server *s)
     }
 }
 
-static void bin_infer(conn *c, const frame_header *h, const uint8_t *body)
+/* Starts an INFER: queues its jobs and returns LNS_OK, or answers it at
+ * once and returns the status sent. *model_idx: its metrics index, or -1. */
+static lns_status bin_infer_start(conn *c, const frame_header *h, const uint8_t *body,
+                                  uint64_t t0, int *model_idx)
 {
     uring_server *s = c->s;
     char msg[FRAME_MSG_MAX];
@@ -425,40 +461,42 @@ static void bin_infer(conn *c, const frame_header *h, const uint8_t *body)
     lns_status st = frame_decode_infer(body, h->body_len, &s->lim, &fi, msg);
     if (st != LNS_OK) {
         reply_status(c, op, 0, h->id, st, "%s", msg);
-        return;
+        return st;
     }
     if (draining(s)) {
         reply_status(c, op, FRAME_FLAG_CLOSE, h->id, LNS_ESHUTDOWN,
                      "server shutting down: retry on another replica");
-        return;
+        return LNS_ESHUTDOWN;
     }
     const model *m = models_find(s->models, fi.name, fi.name_len);
+    if (m)
+        *model_idx = (int)(m - s->models->models);
     if (!m) {
         reply_status(c, op, 0, h->id, LNS_ENOTFOUND, "infer.name: no model named '%.*s'",
                      (int)fi.name_len, fi.name);
-        return;
+        return LNS_ENOTFOUND;
     }
     size_t B = fi.rows, N = fi.cols, G = m->params.groups;
     if (m->info.dim && N != m->info.dim) {
         reply_status(c, op, 0, h->id, LNS_EBADREQ,
                      "infer.cols: %zu, but model '%s' has dim %zu", N, m->name, m->info.dim);
-        return;
+        return LNS_EBADREQ;
     }
     if (N % G) {
         reply_status(c, op, 0, h->id, LNS_EBADREQ,
                      "infer.cols: %zu is not a multiple of model '%s' groups %zu", N, m->name, G);
-        return;
+        return LNS_EBADREQ;
     }
     if (B * N > s->max_elements) { /* B, N < 2^32 each: no overflow */
         reply_status(c, op, 0, h->id, LNS_EBADREQ,
                      "infer: %zu x %zu = %zu elements is over the limit of %zu "
                      "(server.max_elements)", B, N, B * N, s->max_elements);
-        return;
+        return LNS_EBADREQ;
     }
     if (frame_infer_response_bytes(fi.rows, fi.cols, (uint32_t)G, fi.mask) == 0) {
         reply_status(c, op, 0, h->id, LNS_ETOOLARGE,
                      "infer: the response for %zu x %zu would be over 4 GiB", B, N);
-        return;
+        return LNS_ETOOLARGE;
     }
     size_t n_jobs = (B * N) / JOB_MIN_ELEMS;
     if (n_jobs > (size_t)s->n_workers)
@@ -474,14 +512,14 @@ static void bin_infer(conn *c, const frame_header *h, const uint8_t *body)
     bin_req *r = malloc(head + n_floats * sizeof(float));
     if (!r) {
         reply_status(c, op, 0, h->id, LNS_ENOMEM, "out of memory for %zu x %zu", B, N);
-        return;
+        return LNS_ENOMEM;
     }
     r->x = (float *)((char *)r + head);
     st = frame_infer_copy_f32(&fi, r->x, msg);
     if (st != LNS_OK) {
         free(r);
         reply_status(c, op, 0, h->id, st, "%s", msg);
-        return;
+        return st;
     }
     r->next = NULL;
     r->s = s;
@@ -496,27 +534,53 @@ static void bin_infer(conn *c, const frame_header *h, const uint8_t *body)
     r->diag = r->x + B * N;
     r->out = NULL;
     r->n_jobs = n_jobs;
+    r->model = *model_idx;
+    r->t_start_ns = t0;
+    r->bytes_in = FRAME_HEADER_BYTES + h->body_len;
+    r->queue_ns = 0;
+    atomic_init(&r->compute_ns, 0);
+    r->decode_ns = metrics_now_ns() - t0; /* frame checks and the copy into r->x */
     atomic_init(&r->jobs_left, n_jobs);
-    for (size_t i = 0; i < n_jobs; i++)
+    for (size_t i = 0; i < n_jobs; i++) {
+        size_t row0 = B * i / n_jobs, row1 = B * (i + 1) / n_jobs;
         r->jobs[i] = (bin_job){
-            .base.run = bin_job_run,
+            .base = {.run = bin_job_run,
+                     .n_rows = row1 - row0,
+                     .model = r->model,
+                     .input_ns = i == 0 ? r->decode_ns : 0},
             .r = r,
-            .row0 = B * i / n_jobs,
-            .row1 = B * (i + 1) / n_jobs,
+            .row0 = row0,
+            .row1 = row1,
         };
+    }
     if (queue_reserve(s->q, n_jobs) != 0) {
         free(r);
         reply_status(c, op, 0, h->id, LNS_EBUSY,
                      "server busy: queue full (%zu jobs queued), retry later", queue_depth(s->q));
-        return;
+        return LNS_EBUSY;
     }
     c->n_inflight++;
     s->inflight++;
     c->refs++; /* the request's; dropped in bin_done */
+    r->t_push_ns = metrics_now_ns();
+    for (size_t i = 0; i < n_jobs; i++)
+        r->jobs[i].base.queued_ns = r->t_push_ns;
     /* The queue's release/acquire publishes r to the workers. After the
      * last push r belongs to them: don't touch it. */
     for (size_t i = 0; i < n_jobs; i++)
-        queue_push(s->q, &r->jobs[i].base);
+        queue_push(s->q, &r->jobs[i].base, r->jobs[i].base.n_rows);
+    return LNS_OK;
+}
+
+/* An INFER frame: started, or answered at once; either way counted. */
+static void bin_infer(conn *c, const frame_header *h, const uint8_t *body)
+{
+    uint64_t t0 = metrics_now_ns();
+    int idx = -1;
+    lns_status st = bin_infer_start(c, h, body, t0, &idx);
+    if (st != LNS_OK) /* answered: a refused request; those queued count in bin_done */
+        metrics_request(c->s->mx, idx, EP_INFER, MP_BINARY, (unsigned)lns_status_http(st),
+                        metrics_now_ns() - t0);
 }
 
 static void bin_metadata(conn *c, const frame_header *h, const uint8_t *body)
@@ -526,15 +590,20 @@ static void bin_metadata(conn *c, const frame_header *h, const uint8_t *body)
     const char *name;
     size_t name_len;
     const unsigned op = FRAME_OP_METADATA_RESP;
+    uint64_t t0 = metrics_now_ns();
     lns_status st = frame_decode_metadata(body, h->body_len, &s->lim, &name, &name_len, msg);
     if (st != LNS_OK) {
         reply_status(c, op, 0, h->id, st, "%s", msg);
+        metrics_request(s->mx, -1, EP_MODEL_META, MP_BINARY, (unsigned)lns_status_http(st),
+                        metrics_now_ns() - t0);
         return;
     }
     const model *m = models_find(s->models, name, name_len);
     if (!m) {
         reply_status(c, op, 0, h->id, LNS_ENOTFOUND, "metadata.name: no model named '%.*s'",
                      (int)name_len, name);
+        metrics_request(s->mx, -1, EP_MODEL_META, MP_BINARY,
+                        (unsigned)lns_status_http(LNS_ENOTFOUND), metrics_now_ns() - t0);
         return;
     }
     frame_model_meta meta = {
@@ -553,6 +622,8 @@ static void bin_metadata(conn *c, const frame_header *h, const uint8_t *body)
     }
     o->len = frame_encode_metadata_response(o->data, 0, h->id, &meta);
     out_push(c, o);
+    metrics_request(s->mx, (int)(m - s->models->models), EP_MODEL_META, MP_BINARY, 200,
+                    metrics_now_ns() - t0);
 }
 
 static void handle_frame(conn *c, const frame_header *h, const uint8_t *body)
@@ -562,11 +633,13 @@ static void handle_frame(conn *c, const frame_header *h, const uint8_t *body)
     if (!is_request) {
         reply_status(c, FRAME_OP_ERROR, 0, h->id, LNS_EBADREQ,
                      "opcode 0x%02x is not a request (expected 1 PING, 2 METADATA, 3 INFER)", op);
+        metrics_request(c->s->mx, -1, EP_OTHER, MP_BINARY, 400, 0);
         return;
     }
     if (h->flags & ~FRAME_FLAGS_KNOWN) {
         reply_status(c, op | FRAME_OP_RESPONSE, 0, h->id, LNS_EBADREQ,
                      "flags 0x%04x: unknown bits set (expected only 0x0001 CLOSE)", h->flags);
+        metrics_request(c->s->mx, -1, EP_OTHER, MP_BINARY, 400, 0);
         return;
     }
     if (h->flags & FRAME_FLAG_CLOSE)
@@ -578,6 +651,7 @@ static void handle_frame(conn *c, const frame_header *h, const uint8_t *body)
                          "ping: body of %u bytes (expected none)", h->body_len);
         else
             reply_status(c, FRAME_OP_PONG, 0, h->id, LNS_OK, NULL);
+        metrics_request(c->s->mx, -1, EP_PING, MP_BINARY, h->body_len ? 400 : 200, 0);
         break;
     case FRAME_OP_METADATA:
         bin_metadata(c, h, body);
@@ -605,6 +679,8 @@ static size_t parse(conn *c, const uint8_t *p, size_t n)
                          (rc == FRAME_ETOOBIG || rc == FRAME_ERESERVED) ? h.id : 0,
                          rc == FRAME_ETOOBIG ? LNS_ETOOLARGE : LNS_EBADREQ, "%s",
                          frame_strerror(rc));
+            metrics_request(c->s->mx, -1, EP_OTHER, MP_BINARY,
+                            rc == FRAME_ETOOBIG ? 413 : 400, 0);
             c->close_after = 1;
             return n;
         }
@@ -1142,7 +1218,7 @@ static void server_free(uring_server *s)
 }
 
 int uring_start(const config *c, const model_table *models, queue *q, int n_workers,
-                int auth_on, uring_server **out, char *err)
+                int auth_on, metrics *mx, uring_server **out, char *err)
 {
     *out = NULL;
     if (c->binary_port < 0 && !c->unix_socket[0])
@@ -1178,6 +1254,7 @@ int uring_start(const config *c, const model_table *models, queue *q, int n_work
     }
     s->models = models;
     s->q = q;
+    s->mx = mx;
     s->n_workers = n_workers;
     s->max_elements = c->max_elements;
     s->max_connections = c->max_connections;

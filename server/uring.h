@@ -24,6 +24,7 @@
 #pragma once
 
 #include "../config/config.h"
+#include "metrics.h"
 #include "models.h"
 #include "queue.h"
 
@@ -36,10 +37,12 @@ typedef struct uring_server uring_server;
  * is logged and the server goes on with HTTP only); -1 with the reason in
  * err (CONFIG_ERR_MAX bytes) when a socket cannot be bound, or when
  * auth_on (API keys) and a TCP port is asked for: the binary protocol has
- * no authentication. models and q must outlive the server.
+ * no authentication. models, q and mx must outlive the server. Every
+ * frame answered is counted in mx with protocol "binary" (metrics.h), and
+ * infers in its Triton statistics like HTTP ones.
  */
 int uring_start(const config *c, const model_table *models, queue *q, int n_workers,
-                int auth_on, uring_server **out, char *err);
+                int auth_on, metrics *mx, uring_server **out, char *err);
 
 /* The TCP port bound (useful with binary_port 0), or -1 when TCP is off. */
 int uring_port(const uring_server *s);

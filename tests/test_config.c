@@ -60,6 +60,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.workers, 0);
     assert_int_equal(c.n_cpus, 0);
     assert_int_equal(c.queue_capacity, 1024);
+    assert_int_equal(c.max_batch_rows, 1); /* dynamic batching off */
+    assert_int_equal(c.max_queue_delay_us, 0);
     assert_int_equal(c.max_body_bytes, 64u << 20);
     assert_int_equal(c.max_rows, 65536);
     assert_int_equal(c.max_n, 1u << 20);
@@ -113,6 +115,7 @@ static void test_good_string(void **state)
         "{\"server\": {\"address\": \"::1\", \"port\": 0, \"io_threads\": 4,"
         " \"workers\": 3, \"cpus\": [4, 2, 0], \"max_body_bytes\": 1024,"
         " \"max_rows\": 1, \"queue_capacity\": 16777216,"
+        " \"max_batch_rows\": 256, \"max_queue_delay_us\": 100,"
         " \"api_key_file\": \"/etc/lnserve/keys\", \"max_connections_per_ip\": 8},"
         " \"models\": [{\"name\": \"a.b-c_1\", \"dim\": 4, \"groups\": 2,"
         "   \"eps\": 0, \"bias\": [1, -2.5, 3e-3, 0]},"
@@ -132,6 +135,8 @@ static void test_good_string(void **state)
     assert_int_equal(c.cpus[2], 0);
     assert_int_equal(c.max_body_bytes, 1024);
     assert_int_equal(c.queue_capacity, 1 << 24);
+    assert_int_equal(c.max_batch_rows, 256);
+    assert_int_equal(c.max_queue_delay_us, 100);
     assert_int_equal(c.n_models, 2);
     assert_string_equal(c.api_key_file, "/etc/lnserve/keys");
     assert_string_equal(c.tls_cert_file, "");
@@ -168,6 +173,9 @@ static void test_flags_override_file(void **state)
     argv[argc++] = path;
     argv[argc++] = "--max_rows";
     argv[argc++] = "7";
+    argv[argc++] = "--max-batch-rows=32";
+    argv[argc++] = "--max-queue-delay-us";
+    argv[argc++] = "250";
     argv[argc++] = "--address=0.0.0.0";
     argv[argc++] = "--check-config";
     argv[argc++] = "--print-config";
@@ -181,6 +189,8 @@ static void test_flags_override_file(void **state)
     assert_int_equal(c.io_threads, 4);
     assert_int_equal(c.workers, 5); /* from the file */
     assert_int_equal(c.max_rows, 7);
+    assert_int_equal(c.max_batch_rows, 32);
+    assert_int_equal(c.max_queue_delay_us, 250);
     assert_string_equal(c.address, "0.0.0.0");
     assert_true(c.check_only);
     assert_true(c.print_only);
@@ -331,6 +341,13 @@ static const struct file_case {
     {"{\"server\": {\"queue_capacity\": 0}}", "server.queue_capacity: 0 is"},
     {"{\"server\": {\"queue_capacity\": 16777217}}",
      "server.queue_capacity: 16777217 is out of range"},
+    {"{\"server\": {\"max_batch_rows\": 0}}",
+     "server.max_batch_rows: 0 is out of range (expected an integer in 1..1073741824)"},
+    {"{\"server\": {\"max_batch_rows\": 1073741825}}", "server.max_batch_rows: 1073741825 is"},
+    {"{\"server\": {\"max_queue_delay_us\": -1}}",
+     "server.max_queue_delay_us: -1 is out of range (expected an integer in 0..1000000)"},
+    {"{\"server\": {\"max_queue_delay_us\": 1000001}}", "server.max_queue_delay_us: 1000001"},
+    {"{\"server\": {\"max_queue_delay_us\": 1.5}}", "server.max_queue_delay_us"},
     {"{\"server\": {\"max_body_bytes\": 1023}}",
      "server.max_body_bytes: 1023 is out of range (expected an integer in "
      "1024..4294967296)"},
@@ -541,6 +558,8 @@ static void assert_same_config(const config *a, const config *b)
     assert_int_equal(a->n_cpus, b->n_cpus);
     assert_memory_equal(a->cpus, b->cpus, sizeof(int) * (size_t)a->n_cpus);
     assert_int_equal(a->queue_capacity, b->queue_capacity);
+    assert_int_equal(a->max_batch_rows, b->max_batch_rows);
+    assert_int_equal(a->max_queue_delay_us, b->max_queue_delay_us);
     assert_int_equal(a->max_body_bytes, b->max_body_bytes);
     assert_int_equal(a->max_rows, b->max_rows);
     assert_int_equal(a->max_n, b->max_n);

@@ -610,6 +610,10 @@ static void test_metadata(void **state)
     assert_string_equal(json_string_value(json_array_get(
                             json_object_get(root, "extensions"), 0)),
                         "binary_tensor_data");
+    assert_string_equal(json_string_value(json_array_get(
+                            json_object_get(root, "extensions"), 1)),
+                        "statistics");
+    assert_int_equal(json_array_size(json_object_get(root, "extensions")), 2);
     json_decref(root);
     free(s);
 

@@ -48,7 +48,7 @@ static void test_fifo_and_wrap(void **state)
         size_t k = (size_t)(lap % 3) + 1;
         assert_int_equal(queue_reserve(q, k), 0);
         for (size_t i = 0; i < k; i++)
-            queue_push(q, (void *)next_in++);
+            queue_push(q, (void *)next_in++, 1);
         for (size_t i = 0; i < k; i++) {
             assert_int_equal(queue_try_pop(q, &item), 0);
             assert_ptr_equal(item, (void *)next_out++);
@@ -64,8 +64,8 @@ static void test_close_drains_first(void **state)
     (void)state;
     queue *q = queue_create(4);
     assert_int_equal(queue_reserve(q, 2), 0);
-    queue_push(q, (void *)1);
-    queue_push(q, (void *)2);
+    queue_push(q, (void *)1, 1);
+    queue_push(q, (void *)2, 1);
     queue_close(q);
     void *item;
     assert_int_equal(queue_pop_wait(q, &item, 10), 0);
@@ -73,6 +73,44 @@ static void test_close_drains_first(void **state)
     assert_int_equal(queue_pop_wait(q, &item, 0), 0);
     assert_ptr_equal(item, (void *)2);
     assert_int_equal(queue_pop_wait(q, &item, 10), -ESHUTDOWN);
+    queue_destroy(q);
+}
+
+static void test_weights(void **state)
+{
+    (void)state;
+    queue *q = queue_create(4);
+    void *item;
+    size_t w = 0;
+    assert_int_equal(queue_try_pop_max(q, 10, &item, &w), -EAGAIN);
+    assert_int_equal(queue_reserve(q, 3), 0);
+    queue_push(q, (void *)1, 5);
+    queue_push(q, (void *)2, 2);
+    queue_push(q, (void *)3, 7);
+    /* Too heavy: refused, and it stays first in line. */
+    assert_int_equal(queue_try_pop_max(q, 4, &item, &w), -E2BIG);
+    assert_int_equal(queue_depth(q), 3);
+    assert_int_equal(queue_try_pop_max(q, 5, &item, &w), 0);
+    assert_ptr_equal(item, (void *)1);
+    assert_int_equal(w, 5);
+    assert_int_equal(queue_try_pop_max(q, 2, &item, &w), 0);
+    assert_ptr_equal(item, (void *)2);
+    assert_int_equal(w, 2);
+    /* The waiting pop refuses it too, at once, and times out when empty
+     * (a deadline already past: nothing here depends on timing). */
+    assert_int_equal(queue_pop_max_until(q, 6, 0, 4, &item, &w), -E2BIG);
+    assert_int_equal(queue_pop_max_until(q, 7, 0, 4, &item, &w), 0);
+    assert_ptr_equal(item, (void *)3);
+    assert_int_equal(queue_pop_max_until(q, 7, 0, 4, &item, &w), -ETIMEDOUT);
+    assert_int_equal(queue_pop_max_until(q, 7, 0, 0, &item, &w), -ETIMEDOUT);
+    assert_int_equal(queue_depth(q), 0);
+    /* Closed and empty: -ESHUTDOWN; closed with an item: it is handed out. */
+    assert_int_equal(queue_reserve(q, 1), 0);
+    queue_push(q, (void *)4, 1);
+    queue_close(q);
+    assert_int_equal(queue_pop_max_until(q, 1, UINT64_MAX, 0, &item, &w), 0);
+    assert_ptr_equal(item, (void *)4);
+    assert_int_equal(queue_pop_max_until(q, 1, UINT64_MAX, 0, &item, &w), -ESHUTDOWN);
     queue_destroy(q);
 }
 
@@ -107,7 +145,7 @@ static void *producer_main(void *arg)
         while (queue_reserve(s->q, (size_t)burst) != 0)
             sched_yield();
         for (int k = 0; k < burst; k++, i++)
-            queue_push(s->q, (void *)tag(s->id, i));
+            queue_push(s->q, (void *)tag(s->id, i), 1);
     }
     return NULL;
 }
@@ -174,6 +212,7 @@ int main(void)
         cmocka_unit_test(test_reserve_all_or_nothing),
         cmocka_unit_test(test_fifo_and_wrap),
         cmocka_unit_test(test_close_drains_first),
+        cmocka_unit_test(test_weights),
         cmocka_unit_test(test_mpmc_checksums),
     };
     return cmocka_run_group_tests_name("queue", tests, NULL, NULL);

@@ -184,6 +184,7 @@ class Server:
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=dict(os.environ, **(env or {})))
         self.port = None
+        self.http_port = None
         self.stderr_lines = []
         want = 2 if unix else 1
         lines = []
@@ -196,6 +197,8 @@ class Server:
             lines.append(line)
             if "binary listening on tcp://" in line:
                 self.port = int(line.strip().rsplit(":", 1)[1])
+            elif "listening on http://" in line:
+                self.http_port = int(line.strip().rsplit(":", 1)[1])
         self._t = threading.Thread(target=self._drain_stderr, daemon=True)
         self._t.start()
 
@@ -208,6 +211,28 @@ class Server:
 
     def unix(self, timeout=60):
         return Conn(self.sock, timeout)
+
+    def http_get(self, path):
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=30)
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        assert r.status == 200, (path, r.status, body)
+        return body.decode()
+
+    def scrape(self):
+        """GET /metrics as {(name, frozenset(labels)): value}."""
+        out = {}
+        for line in self.http_get("/metrics").splitlines():
+            if not line or line.startswith("#"):
+                continue
+            key, value = line.rsplit(" ", 1)
+            name, _, labels = key.partition("{")
+            out[(name, frozenset(tuple(kv.split("=", 1))
+                                 for kv in labels.rstrip("}").split(",") if kv))] = float(value)
+        return out
 
     def alive(self):
         c = self.tcp(10)
@@ -556,6 +581,69 @@ def api_keys_refuse_tcp(srv, rng):
     assert p.returncode != 0 and "binary_port" in p.stderr, (p.returncode, p.stderr)
 
 
+def req_key(model, endpoint, code, protocol="binary"):
+    return ("lnserve_requests_total",
+            frozenset({("model", f'"{model}"'), ("endpoint", f'"{endpoint}"'),
+                       ("code", f'"{code}"'), ("protocol", f'"{protocol}"')}))
+
+
+def moved(before, after, key):
+    return after.get(key, 0) - before.get(key, 0)
+
+
+def triton_stats(srv, model):
+    import json
+    return json.loads(srv.http_get(f"/v2/models/{model}/stats"))["model_stats"][0]
+
+
+@test
+def counted_in_metrics_and_stats(srv, rng):
+    """Binary requests show in /metrics (protocol="binary", by model and
+    the HTTP code of their status) and in Triton's /stats, like HTTP ones."""
+    before = srv.scrape()
+    st0 = triton_stats(srv, "ln8")
+    c = srv.tcp()
+    rows = rand_rows(rng, 3, 8)
+    for i in range(4):
+        c.send(infer_frame(i, rows, "ln8"))
+        check_infer(c.recv(), rows, gain=GAIN8, bias=BIAS8)
+    p8 = array.array("f", [1, 2, 3, 4, 5, 6, 7, 8]).tobytes()
+    c.send(frame(INFER, 10, infer_body_raw(1, 4, 16, FP32, ALL, b"ln8", p8[:16])))
+    expect_error(c, 10, INFER_RESP, "bad_request", "dim 8")
+    c.send(frame(INFER, 11, infer_body_raw(1, 8, 32, FP32, ALL, b"nosuchmodel", p8)))
+    expect_error(c, 11, INFER_RESP, "not_found", "nosuchmodel")
+    c.send(frame(METADATA, 12, struct.pack("<HH", 3, 0) + b"ln8") + frame(PING, 13))
+    assert c.recv()[2] == 12 and c.recv()[2] == 13
+    c.close()
+    # Counted when the loop queues the response: poll briefly for it.
+    for _ in range(100):
+        after = srv.scrape()
+        if moved(before, after, req_key("ln8", "infer", 200)) >= 4:
+            break
+        time.sleep(0.02)
+    assert moved(before, after, req_key("ln8", "infer", 200)) == 4
+    assert moved(before, after, req_key("ln8", "infer", 400)) == 1
+    assert moved(before, after, req_key("", "infer", 404)) == 1
+    assert moved(before, after, req_key("ln8", "model_metadata", 200)) == 1
+    assert moved(before, after, req_key("", "ping", 200)) >= 1
+    assert moved(before, after, req_key("ln8", "infer", 200, "http")) == 0
+    ok = ("nv_inference_request_success", frozenset({("model", '"ln8"'), ("version", '"1"')}))
+    assert moved(before, after, ok) == 4
+    rows_key = ("lnserve_rows_total", frozenset({("model", '"ln8"'), ("version", '"1"')}))
+    assert moved(before, after, rows_key) == 12
+    for _ in range(100):  # a worker records its batch after handing back the response
+        st1 = triton_stats(srv, "ln8")
+        if st1["execution_count"] - st0["execution_count"] >= 4:
+            break
+        time.sleep(0.02)
+    inf0, inf1 = st0["inference_stats"], st1["inference_stats"]
+    assert inf1["success"]["count"] - inf0["success"]["count"] == 4, (st0, st1)
+    assert inf1["fail"]["count"] - inf0["fail"]["count"] == 1, (st0, st1)
+    assert inf1["compute_infer"]["ns"] > inf0["compute_infer"]["ns"]
+    assert st1["inference_count"] - st0["inference_count"] == 12
+    assert st1["execution_count"] - st0["execution_count"] >= 4  # one per worker batch
+
+
 @test
 def sigterm_drains(srv, rng):
     s2 = Server("--workers", "1")
@@ -569,8 +657,11 @@ def sigterm_drains(srv, rng):
     for conn, pid in ((c, 1000), (u, 1001), (idle, 1002)):
         conn.send(frame(PING, pid))
         assert conn.recv()[2] == pid
-    c.send(b"".join(infer_frame(i, rows, mask=RADIUS) for i in range(40)))
+    # u's small frame first: behind c's 20 MB it could still sit unread in
+    # its socket when SIGTERM comes (seen under TSan on a loaded machine),
+    # and the drain closes a connection with nothing in flight.
     u.send(infer_frame(99, rows[:1]))
+    c.send(b"".join(infer_frame(i, rows, mask=RADIUS) for i in range(40)))
     time.sleep(0.05)
     s2.proc.send_signal(signal.SIGTERM)
     seen = {}

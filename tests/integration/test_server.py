@@ -217,7 +217,8 @@ def metrics_and_config(srv, rng):
     srv.request("GET", "/v2/models/ln8/nope")
     after = scrape(srv)
     ok = ("lnserve_requests_total",
-          frozenset({("model", '"ln8"'), ("endpoint", '"infer"'), ("code", '"200"')}))
+          frozenset({("model", '"ln8"'), ("endpoint", '"infer"'), ("code", '"200"'),
+                     ("protocol", '"http"')}))
     assert after[ok] - before.get(ok, 0) == 3, (after.get(ok), before.get(ok))
     rows_key = ("lnserve_rows_total", frozenset({("model", '"ln8"'), ("version", '"1"')}))
     assert after[rows_key] - before.get(rows_key, 0) == 15
@@ -227,22 +228,25 @@ def metrics_and_config(srv, rng):
     assert after[cnt] == after[inf] >= 3
     assert ("lnserve_queue_depth", frozenset()) in after
     assert after[("lnserve_open_connections", frozenset())] >= 1
-    # Triton's statistics extension
+    # Triton's statistics extension, advertised in /v2
+    st, _, body = srv.request("GET", "/v2")
+    assert "statistics" in json.loads(body)["extensions"], body
     st, _, body = srv.request("GET", "/v2/models/ln8/stats")
     assert st == 200, body
-    ms = json.loads(body)["model_stats"]
+    ms = settled_stats(srv, "/v2/models/ln8/stats")
     assert len(ms) == 1 and ms[0]["name"] == "ln8", ms
     stats = ms[0]["inference_stats"]
-    for k in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output",
-              "cache_hit", "cache_miss"):
-        assert set(stats[k]) == {"count", "ns"}, (k, stats[k])
     assert stats["success"]["count"] >= 3 and stats["compute_infer"]["ns"] > 0
     assert ms[0]["inference_count"] >= 15 and ms[0]["execution_count"] >= 3
     assert ms[0]["last_inference"] > 1.6e12  # ms since the epoch
+    # Default max_batch_rows 1: a 5-row request is one job, one execution.
     b5 = [b for b in ms[0]["batch_stats"] if b["batch_size"] == 5]
     assert b5 and b5[0]["compute_infer"]["count"] >= 3, ms[0]["batch_stats"]
-    st, _, body = srv.request("GET", "/v2/models/stats")
-    names = {m["name"] for m in json.loads(body)["model_stats"]}
+    for path in ("/v2/models/stats", "/v2/models/ln8/versions/1/stats"):
+        st, _, body = srv.request("GET", path)
+        assert st == 200, (path, body)
+        settled_stats(srv, path)
+    names = {m["name"] for m in json.loads(srv.request("GET", "/v2/models/stats")[2])["model_stats"]}
     assert {"layernorm", "rmsnorm", "ln8"} <= names, names
     st, _, body = srv.request("GET", "/v2/models/ln8/config")
     assert st == 200, body
@@ -250,6 +254,66 @@ def metrics_and_config(srv, rng):
     assert cfg["name"] == "ln8" and cfg["max_batch_size"] > 0
     assert cfg["input"][0]["dims"] == [8]
     assert [o["name"] for o in cfg["output"]] == ["output", "mean", "rstd", "radius"]
+    # Defaults: batches of one job, no waiting.
+    assert cfg["dynamic_batching"] == {"max_queue_delay_microseconds": 0,
+                                       "preserve_ordering": False}, cfg
+    assert cfg["parameters"]["max_batch_rows"] == {"string_value": "1"}, cfg
+
+
+def is_uint(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def check_triton_stats(doc):
+    """Every field of Triton's statistics extension
+    (docs/protocol/extension_statistics.md), with its JSON type, and the
+    sums that tie them together. Returns model_stats."""
+    assert set(doc) == {"model_stats"}, doc.keys()
+    duration = {"count", "ns"}
+    for m in doc["model_stats"]:
+        assert set(m) == {"name", "version", "last_inference", "inference_count",
+                          "execution_count", "inference_stats", "batch_stats"}, m.keys()
+        assert isinstance(m["name"], str) and isinstance(m["version"], str), m
+        int(m["version"])  # perf_analyzer parses it as a number
+        for k in ("last_inference", "inference_count", "execution_count"):
+            assert is_uint(m[k]), (k, m[k])
+        inf = m["inference_stats"]
+        assert set(inf) == {"success", "fail", "queue", "compute_input", "compute_infer",
+                            "compute_output", "cache_hit", "cache_miss"}, inf.keys()
+        for k, d in inf.items():
+            assert set(d) == duration and is_uint(d["count"]) and is_uint(d["ns"]), (k, d)
+        ok = inf["success"]["count"]
+        for k in ("queue", "compute_input", "compute_infer", "compute_output"):
+            assert inf[k]["count"] == ok, (k, inf[k], ok)
+        assert inf["cache_hit"] == inf["cache_miss"] == {"count": 0, "ns": 0}
+        rows = execs = 0
+        for b in m["batch_stats"]:
+            assert set(b) == {"batch_size", "compute_input", "compute_infer",
+                              "compute_output"}, b.keys()
+            assert is_uint(b["batch_size"]) and b["batch_size"] > 0, b
+            n = b["compute_infer"]["count"]
+            for k in ("compute_input", "compute_infer", "compute_output"):
+                assert set(b[k]) == duration and b[k]["count"] == n and is_uint(b[k]["ns"]), b
+            rows += b["batch_size"] * n
+            execs += n
+        m["_sums"] = (execs, rows)
+        if ok:
+            assert m["execution_count"] >= 1 and m["last_inference"] > 1.6e12, m
+    return doc["model_stats"]
+
+
+def settled_stats(srv, path):
+    """check_triton_stats on srv's path, once the counters agree: a worker
+    records its batch after the response it sent may already be read, so
+    right after a burst the batch sums can lag by one batch. Executions are
+    worker batches, and their rows are the inferences."""
+    for _ in range(250):
+        ms = check_triton_stats(json.loads(srv.request("GET", path)[2]))
+        if all(len(m["batch_stats"]) >= 64 or
+               m.pop("_sums") == (m["execution_count"], m["inference_count"]) for m in ms):
+            return ms
+        time.sleep(0.02)
+    raise AssertionError(f"batch_stats never matched the counts: {ms}")
 
 
 @test
@@ -916,6 +980,78 @@ def test_auth_and_limits(rng):
             assert srv.stop() == 0
 
 
+def test_dynamic_batching(rng):
+    """max_batch_rows / max_queue_delay_us: one worker that waits up to
+    0.5 s for more jobs, fed bursts of concurrent 1-row requests. Every
+    answer is right; /config says what the server does; the statistics
+    count worker batches as executions; a batch holds several requests
+    (tried over up to 5 bursts: how many arrive within the delay is up to
+    the scheduler); no batch is over the row cap; and SIGTERM with a batch
+    waiting answers everything."""
+    srv = Server("--workers", "1", "--max-batch-rows", "6", "--max-queue-delay-us", "500000",
+                 "--io-threads", "4")
+    try:
+        st, _, body = srv.request("GET", "/v2/models/layernorm/config")
+        cfg = json.loads(body)
+        assert cfg["dynamic_batching"] == {"max_queue_delay_microseconds": 500000,
+                                           "preserve_ordering": False,
+                                           "preferred_batch_size": [6]}, cfg
+        rows = rand_rows(rng, 1, 64)
+        body = infer_body(rows)
+
+        def burst(n):
+            results = []
+            lock = threading.Lock()
+
+            def client():
+                st, _, data = srv.request("POST", "/v2/models/layernorm/infer", body)
+                with lock:
+                    results.append((st, data))
+
+            ts = [threading.Thread(target=client) for _ in range(n)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            assert len(results) == n
+            for st, data in results:
+                assert st == 200, data
+                check_infer(json.loads(data), rows)
+
+        batched = False
+        for _ in range(5):
+            burst(8)
+            ms = settled_stats(srv, "/v2/models/layernorm/stats")[0]
+            assert all(b["batch_size"] <= 6 for b in ms["batch_stats"]), ms["batch_stats"]
+            if ms["execution_count"] < ms["inference_stats"]["success"]["count"]:
+                batched = True
+                break
+        assert batched, ms
+        m = scrape(srv)
+        key = ("lnserve_batch_rows_count", frozenset({("model", '"layernorm"')}))
+        assert m[key] == ms["execution_count"], (m[key], ms)
+        assert m[("lnserve_batch_wait_seconds_count", frozenset())] >= m[key]
+        assert m[("lnserve_batch_wait_seconds_sum", frozenset())] > 0
+        # The queue wait includes the batching delay, honestly.
+        assert ms["inference_stats"]["queue"]["ns"] > 0
+        # SIGTERM while jobs wait for a batch to fill: all answered.
+        out = []
+
+        def late():
+            out.append(srv.request("POST", "/v2/models/layernorm/infer", body)[0])
+
+        ts = [threading.Thread(target=late) for _ in range(3)]
+        for t in ts:
+            t.start()
+        time.sleep(0.1)
+        srv.proc.send_signal(signal.SIGTERM)
+        for t in ts:
+            t.join()
+        assert out == [200, 200, 200], out
+    finally:
+        assert srv.stop() == 0
+
+
 def test_json_logs(rng):
     """--log-format json: every stderr line is one JSON object; the access
     log carries the request id; --log-level warn drops info lines."""
@@ -1013,6 +1149,7 @@ def main():
     run("auth_and_limits", test_auth_and_limits, rng)
     run("tls", test_tls, rng)
     run("json_logs", test_json_logs, rng)
+    run("dynamic_batching", test_dynamic_batching, rng)
     run("sigterm_drain", test_sigterm_drain, rng)
     print(f"integration: {passed} passed, {failed} failed")
     return 1 if failed else 0

@@ -10,9 +10,11 @@ perf_analyzer (the binary that tritonclient's manylinux wheel ships). Run by
 Steps, each one line of the closing count:
   health             is_server_live, is_server_ready, is_model_ready
   server_metadata    get_server_metadata: name, extensions has binary_tensor_data
+                     and statistics
   model_metadata     get_model_metadata (with and without a version): input
                      shape [-1, 768], outputs listed
-  model_config       get_model_config: max_batch_size > 0, dims [768]
+  model_config       get_model_config: max_batch_size > 0, dims [768],
+                     dynamic_batching with max_queue_delay_microseconds
   infer_*            infer in FP32 and FP16, input binary (the default) and
                      JSON (binary_data=False), outputs by default (all, binary)
                      and requested (InferRequestedOutput, binary_data True and
@@ -22,11 +24,14 @@ Steps, each one line of the closing count:
   infer_gain_bias    a model with gain and bias (dim 8)
   infer_any_n        the built-in `layernorm` (any N) with N = 100
   async_infer        16 async_infer calls on a client with concurrency 4
-  statistics         get_inference_statistics parses; success count grew
+  statistics         get_inference_statistics parses; success count grew;
+                     execution_count and batch_stats agree with inference_count
   perf_analyzer      concurrency 1, 4 and 16 (about 30 s) on ln768 with
                      real float rows (--input-data: perf_analyzer's default
                      random bytes include NaN/inf, which lnserve rejects with
-                     400); fails on any error it reports; the report goes to
+                     400); fails on any error it reports, and unless it
+                     printed the server-side section it reads from /stats
+                     (statistics is advertised); the report goes to
                      build/interop/. Skipped, with the reason, when the binary
                      is missing or cannot run here.
   clean_exit         the server exits 0 on SIGTERM
@@ -198,6 +203,10 @@ def run_perf_analyzer(pa, srv, outdir, seconds_budget=90):
             rc = "timeout"
         log.append("$ " + " ".join(cmd) + "\n" + out + f"\n# rc={rc}\n")
         got = [l for l in out.splitlines() if l.startswith("Concurrency:")]
+        # With statistics advertised, perf_analyzer reads /stats and reports
+        # the server's side (queue, compute input/infer/output) too.
+        if got and "Server:" not in out:
+            errors.append(f"concurrency {conc}: no server-side section (/stats not read)")
         unstable = any("stable measurement" in l for l in out.splitlines())
         summary += got or [f"Concurrency: {conc}, no stable measurement in 3 windows"
                            if unstable else f"Concurrency: {conc}, no result"]
@@ -264,6 +273,7 @@ def main():
         md = client.get_server_metadata()
         assert md.get("name"), md
         assert "binary_tensor_data" in md.get("extensions", []), md
+        assert "statistics" in md.get("extensions", []), md
 
     def model_metadata():
         for ver in ("", "1"):
@@ -282,6 +292,8 @@ def main():
         inp = {t["name"]: t for t in cfg["input"]}
         assert inp["input"]["dims"] == [768], cfg
         assert inp["input"]["data_type"] == "TYPE_FP32", cfg
+        db = cfg["dynamic_batching"]
+        assert db["max_queue_delay_microseconds"] == 0, cfg  # the default
 
     def infer_case(dtype_name, np_dtype, input_binary, outputs_mode):
         def f():
@@ -343,11 +355,21 @@ def main():
             ac.close()
 
     def statistics():
-        st = client.get_inference_statistics("ln768")
-        ms = st["model_stats"]
-        assert ms and ms[0]["name"] == "ln768", st
-        count = ms[0]["inference_stats"]["success"]["count"]
-        assert count >= 10, st
+        # A worker records its batch just after handing back the response,
+        # so right after the last infer the batch sums may lag: poll.
+        for _ in range(100):
+            st = client.get_inference_statistics("ln768")
+            ms = st["model_stats"]
+            assert ms and ms[0]["name"] == "ln768", st
+            count = ms[0]["inference_stats"]["success"]["count"]
+            assert count >= 10, st
+            m = ms[0]
+            execs = sum(b["compute_infer"]["count"] for b in m["batch_stats"])
+            rows = sum(b["batch_size"] * b["compute_infer"]["count"] for b in m["batch_stats"])
+            if execs == m["execution_count"] >= 1 and rows == m["inference_count"]:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"batch_stats disagree with the counts: {m}")
 
     run("health", health)
     run("server_metadata", server_metadata)
