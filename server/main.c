@@ -117,7 +117,7 @@ int main(int argc, char **argv)
     w = workers_start(q, n_workers, c.cpus, c.n_cpus,
                       &(workers_batching){.max_rows = c.max_batch_rows,
                                           .max_delay_us = (uint64_t)c.max_queue_delay_us},
-                      mx);
+                      (int)c.io_threads + (c.binary_port >= 0 || c.unix_socket[0] ? 1 : 0), mx);
     if (!w)
         goto out;
     h = http_start(&c, &models, q, &keys, n_workers, mx, err);

@@ -14,7 +14,14 @@
 
 /* Pops spin this many times (~ a few microseconds) before sleeping: a
  * request's jobs usually arrive back to back, and a futex wake costs more
- * than the spin. */
+ * than the spin. Only when every worker and I/O thread can have a CPU of
+ * its own (workers_start): on a shared CPU the spin takes the time of the
+ * I/O thread that would produce the next job. Measured with
+ * bench/http_bench.sh (server, its I/O thread and worker on one CPU): the
+ * spin was 9-12 % of the server's cycles in perf; without it 1-row N=768
+ * JSON infers went from 13.0-13.5k to 13.8-13.9k req/s (2 interleaved
+ * runs each), and from ~5.3k to ~11k in one run each while other builds
+ * loaded the host. */
 #define WORKER_SPIN_ITERS 2000
 
 typedef struct worker worker;
@@ -24,6 +31,7 @@ struct workers {
     metrics *mx;
     workers_batching batching;
     size_t max_items; /* jobs per batch at most */
+    unsigned spin_iters; /* WORKER_SPIN_ITERS or 0, see there */
     int n; /* threads started */
     pthread_t *threads;
     worker *ws; /* [n_ws] */
@@ -45,13 +53,15 @@ struct worker {
 
 static int src_try_pop(void *ctx, size_t max_rows, void **item, size_t *rows)
 {
-    return queue_try_pop_max(ctx, max_rows, item, rows);
+    workers *w = ctx;
+    return queue_try_pop_max(w->q, max_rows, item, rows);
 }
 
 static int src_pop_until(void *ctx, size_t max_rows, uint64_t deadline_ns, void **item,
                          size_t *rows)
 {
-    return queue_pop_max_until(ctx, max_rows, deadline_ns, WORKER_SPIN_ITERS, item, rows);
+    workers *w = ctx;
+    return queue_pop_max_until(w->q, max_rows, deadline_ns, w->spin_iters, item, rows);
 }
 
 static uint64_t src_now(void *ctx)
@@ -66,7 +76,7 @@ static void *worker_main(void *arg)
     workers *w = self->w;
     queue *q = w->q;
     const batch_src src = {
-        .ctx = q, .try_pop = src_try_pop, .pop_until = src_pop_until, .now_ns = src_now};
+        .ctx = w, .try_pop = src_try_pop, .pop_until = src_pop_until, .now_ns = src_now};
     const batch_policy pol = {
         .max_rows = w->batching.max_rows,
         .max_delay_ns = w->batching.max_delay_us * 1000u,
@@ -77,7 +87,7 @@ static void *worker_main(void *arg)
     if (pol.max_delay_ns)
         prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     void *item;
-    while (queue_pop_wait(q, &item, WORKER_SPIN_ITERS) == 0) {
+    while (queue_pop_wait(q, &item, w->spin_iters) == 0) {
         job *first = item;
         self->items[0] = first;
         batch_result b = batch_gather(&src, &pol, self->items, first->n_rows, first->queued_ns);
@@ -144,7 +154,7 @@ static void pin(pthread_t t, int i, int cpu)
 }
 
 workers *workers_start(queue *q, int n, const int *cpus, int n_cpus,
-                       const workers_batching *batching, metrics *mx)
+                       const workers_batching *batching, int io_threads, metrics *mx)
 {
     workers *w = calloc(1, sizeof(*w));
     if (!w)
@@ -176,6 +186,9 @@ workers *workers_start(queue *q, int n, const int *cpus, int n_cpus,
      * replicas on one host would otherwise all crowd onto the same cores. */
     int allowed[CPU_SETSIZE];
     int n_allowed = workers_allowed_cpus(allowed, CPU_SETSIZE);
+    w->spin_iters = n_allowed >= n + io_threads ? WORKER_SPIN_ITERS : 0;
+    log_msg(LOG_DEBUG, "workers: %d, I/O threads %d, CPUs %d: %s", n, io_threads, n_allowed,
+            w->spin_iters ? "spin before sleeping" : "sleep at once (CPUs shared)");
     for (int i = 0; i < n; i++) {
         int rc = pthread_create(&w->threads[i], NULL, worker_main, &w->ws[i]);
         if (rc) {

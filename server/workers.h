@@ -47,10 +47,12 @@ typedef struct workers workers;
  * with n_cpus == 0, to the i-th (mod count) of the CPUs this process may
  * run on. A failed pin is logged as a warning and the thread runs
  * unpinned. Each batch is recorded in mx (metrics_batch), per model.
- * NULL on failure (logged).
+ * io_threads: the other busy threads (HTTP I/O, the io_uring loop); the
+ * workers spin briefly before sleeping only when the CPUs allowed hold
+ * n + io_threads of them. NULL on failure (logged).
  */
 workers *workers_start(queue *q, int n, const int *cpus, int n_cpus,
-                       const workers_batching *batching, metrics *mx);
+                       const workers_batching *batching, int io_threads, metrics *mx);
 
 /* The CPUs this process may run on (sched_getaffinity), ascending, at most
  * max of them; returns how many (0 if unknown). */
