@@ -82,6 +82,13 @@ static void *worker_main(void *arg)
         .max_delay_ns = w->batching.max_delay_us * 1000u,
         .max_items = w->max_items,
     };
+    /* SCHED_BATCH: a worker woken by a push does not preempt the I/O
+     * thread that pushed it when they share a CPU, so that thread goes on
+     * decoding the requests already read and the worker then takes them
+     * together, instead of two context switches per request. No effect on
+     * a CPU of its own. Unprivileged; on failure the thread stays normal. */
+    struct sched_param sp = {.sched_priority = 0};
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
     /* Waits of ~100 us must not oversleep by the default 50 us timer
      * slack of a normal thread. */
     if (pol.max_delay_ns)
