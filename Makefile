@@ -111,9 +111,13 @@ $(B)/lnserve: $(call obj,$(MAIN_SRC)) $(SERVER_OBJ) $(CONFIG_OBJ) $(PROTO_OBJ) $
 	$(CC) $(LDFLAGS) $^ -o $@ $(MHD_LIBS) $(URING_LIBS) $(PROTO_LIBS) -lm
 
 # lnctl: the client CLI and load generator (tools/). It needs the scalar
-# reference of core/ (bench checks responses with it) and f32text of proto/.
-LNCTL_OBJ := $(call obj,tools/lnctl.c tools/bench.c tools/httpc.c tools/hist.c tools/rowio.c)
-$(B)/lnctl: $(LNCTL_OBJ) $(B)/proto/f32text.o $(B)/core/ln_ref.o
+# reference of core/ (bench checks responses with it), f32text of proto/,
+# and for the binary protocol the client library tools/lnbin.c on the frame
+# codec of proto/.
+LNCTL_OBJ := $(call obj,tools/lnctl.c tools/bench.c tools/httpc.c tools/hist.c tools/rowio.c \
+                         tools/lnbin.c)
+$(B)/lnctl: $(LNCTL_OBJ) $(B)/proto/f32text.o $(B)/proto/frame.o $(B)/proto/status.o \
+            $(B)/core/ln_ref.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(JANSSON_LIBS) -lstdc++ -lm
 
 $(B)/tests/test_lnctl: $(B)/tests/test_lnctl.o $(call obj,tools/hist.c tools/httpc.c tools/rowio.c)
