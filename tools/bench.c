@@ -96,6 +96,7 @@ typedef struct bench {
     uint64_t t_meas;   /* start of the measured phase */
     uint64_t t_end;    /* end of the window (UINT64_MAX: by request count) */
     int measuring, stopping;
+    int connected; /* some connection was ever established */
     uint64_t in_flight;
     uint64_t late_max; /* open loop: most requests overdue at once */
     char first_error[256];
@@ -876,6 +877,7 @@ static void on_event(bench *b, conn *c, uint32_t ev)
         if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
         set_out(b, c, 0);
+        b->connected = 1;
         conn_idle(b, c);
         return;
     }
@@ -1069,6 +1071,13 @@ int bench_run(const bench_opts *o)
         if (!b->stopping && (t >= b->t_end || (o->requests && b->issued >= o->requests))) {
             b->stopping = 1;
             drain_until = t + (uint64_t)(o->timeout_s * 1e9);
+        }
+        /* a server that never answers a connect ends the run after --timeout,
+         * even one bounded by --requests only */
+        if (!b->stopping && !b->connected && t - b->t0 > (uint64_t)(o->timeout_s * 1e9)) {
+            note_error(b, E_CONNECT, "no connection within %.3g s", o->timeout_s);
+            b->stopping = 1;
+            drain_until = t;
         }
         if (b->stopping && (b->in_flight == 0 || t >= drain_until))
             break;
