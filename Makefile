@@ -13,6 +13,8 @@
 #                        (f32text vs jansson/snprintf), geometry solve, then bench-http
 #   make check-f32-exhaustive   all 2^32 float32 patterns print and parse back
 #   make bench-http      lnserve vs nginx with wrk (N=768 CONNS=16 SECS=10)
+#   make bench-e2e       one table: every protocol vs nginx, same bytes, same run
+#                        (NS="768 4096" CONNS=16 SECS=5 DEPTH=8)
 #   make fuzz            libFuzzer harnesses (clang), FUZZ_SECONDS=30 each
 #
 # Only core/ln_avx2.c gets -mavx2 -mfma and only core/ln_avx512.c the
@@ -287,6 +289,17 @@ bench: deps
 bench-binary: deps
 	@$(MAKE) --no-print-directory VARIANT=release build/release/lnserve build/release/bench/bench_binary
 	bench/binary_bench.sh $(or $(N),768) $(or $(CONNS),16) $(or $(SECS),10) $(or $(DEPTH),32)
+
+# One table: lnserve over http-json, http-binary, binary-tcp (x1 and
+# pipelined) and binary-unix against nginx serving the same response bytes,
+# same run, lnctl bench as the one load generator, 127.0.0.1 only
+# (bench/e2e_bench.sh; nginx setup shared in bench/nginx.sh). About
+# 2 x 9 x (SECS + 1) s.
+.PHONY: bench-e2e
+bench-e2e: deps
+	@$(MAKE) --no-print-directory VARIANT=release build/release/lnserve build/release/lnctl
+	NS="$(or $(NS),768 4096)" CONNS=$(or $(CONNS),16) SECS=$(or $(SECS),5) DEPTH=$(or $(DEPTH),8) \
+	    bench/e2e_bench.sh
 
 bench-http: deps
 	@$(MAKE) --no-print-directory VARIANT=release build/release/lnserve
