@@ -293,7 +293,7 @@ bench-binary: deps
 # One table: lnserve over http-json, http-binary, binary-tcp (x1 and
 # pipelined) and binary-unix against nginx serving the same response bytes,
 # same run, lnctl bench as the one load generator, 127.0.0.1 only
-# (bench/e2e_bench.sh; nginx setup shared in bench/nginx.sh). About
+# (bench/e2e_bench.sh; nginx setup shared in bench/lib.sh). About
 # 2 x 9 x (SECS + 1) s.
 .PHONY: bench-e2e
 bench-e2e: deps

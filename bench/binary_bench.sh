@@ -18,21 +18,9 @@ DEPTH=${4:-32}
 BIN=build/release/lnserve
 BB=build/release/bench/bench_binary
 [ -x "$BIN" ] && [ -x "$BB" ] || { echo "build first: make" >&2; exit 1; }
-. bench/nginx.sh
+. bench/lib.sh
 nginx_deps
-
-ncpu=$(nproc)
-SRV_CPU=0
-LOAD_CPU=$(( ncpu > 1 ? 1 : 0 ))
-tmp=$(mktemp -d)
-chmod 755 "$tmp"
-srv_pid=""
-cleanup() {
-    [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
-    nginx_stop
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_init
 
 # lnserve: the io_uring thread and one worker share the server core.
 taskset -c $SRV_CPU "$BIN" --port 0 --binary-port 0 --workers 1 --cpus $SRV_CPU \

@@ -14,7 +14,7 @@
 # against its reference; against nginx it checks the status only (the file
 # is filler of the right size). For each N:
 #
-#   nginx     POST answered with a static file (bench/nginx.sh) of exactly
+#   nginx     POST answered with a static file (bench/lib.sh) of exactly
 #             the size of lnserve's response body for that protocol: the
 #             JSON body (for http-json), the binary-extension body (for
 #             http-binary) or the whole response frame (for binary-*).
@@ -39,22 +39,9 @@ DEPTH=${DEPTH:-8}
 BIN=build/release/lnserve
 LNCTL=build/release/lnctl
 [ -x "$BIN" ] && [ -x "$LNCTL" ] || { echo "build first: make build/release/lnserve build/release/lnctl" >&2; exit 1; }
-. bench/nginx.sh
+. bench/lib.sh
 nginx_deps
-
-ncpu=$(nproc)
-SRV_CPU=0
-LOAD_CPU=$(( ncpu > 1 ? 1 : 0 ))
-tmp=$(mktemp -d)
-chmod 755 "$tmp"
-srv_pid=""
-cleanup() {
-    [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
-    nginx_stop
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init
 
 # lnserve: HTTP, binary TCP and the Unix socket, all on 127.0.0.1 / in $tmp.
 sock="$tmp/lnserve.sock"

@@ -20,21 +20,9 @@ MODE=${4:-json}
 case "$MODE" in json|binary) ;; *) echo "mode: json or binary, got $MODE" >&2; exit 2 ;; esac
 BIN=build/release/lnserve
 [ -x "$BIN" ] || { echo "build first: make" >&2; exit 1; }
-. bench/nginx.sh
+. bench/lib.sh
 nginx_deps
-
-ncpu=$(nproc)
-SRV_CPU=0
-LOAD_CPU=$(( ncpu > 1 ? 1 : 0 ))
-tmp=$(mktemp -d)
-chmod 755 "$tmp"  # nginx workers drop root and must read the file
-srv_pid=""
-cleanup() {
-    [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
-    nginx_stop
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_init
 
 python3 - "$N" "$MODE" "$tmp/body.json" "$tmp/hlen" <<'PY'
 import json, random, struct, sys

@@ -455,38 +455,14 @@ static void conn_reset(bench *b, conn *c)
     conn_open(b, c);
 }
 
-static void conn_send_more(bench *b, conn *c)
+/* Sends buf[*off, len) on c: 1 when all of it is out, 0 when the socket
+ * is full (EPOLLOUT is then watched), -1 when c failed and was reset. */
+static int send_some(bench *b, conn *c, const void *buf, size_t len, size_t *off)
 {
-    const variant *v = &b->v[c->variant];
-    while (c->sent < v->req_len) {
-        ssize_t n = send(c->fd, v->req + c->sent, v->req_len - c->sent, MSG_NOSIGNAL);
+    while (*off < len) {
+        ssize_t n = send(c->fd, (const char *)buf + *off, len - *off, MSG_NOSIGNAL);
         if (n > 0) {
-            c->sent += (size_t)n;
-            if (b->measuring)
-                b->tx_bytes += (uint64_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            set_out(b, c, 1);
-            return;
-        }
-        note_error(b, E_IO, "send: %s", n < 0 ? strerror(errno) : "closed");
-        conn_reset(b, c);
-        return;
-    }
-    set_out(b, c, 0);
-    c->state = C_WAITING;
-}
-
-/* Frames: writes what c has queued. 0, or -1 when c was reset. */
-static int frames_flush(bench *b, conn *c)
-{
-    while (c->tx_off < c->tx_len) {
-        ssize_t n = send(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->tx_off += (size_t)n;
+            *off += (size_t)n;
             if (b->measuring)
                 b->tx_bytes += (uint64_t)n;
             continue;
@@ -501,9 +477,24 @@ static int frames_flush(bench *b, conn *c)
         conn_reset(b, c);
         return -1;
     }
-    c->tx_off = c->tx_len = 0;
     set_out(b, c, 0);
-    return 0;
+    return 1;
+}
+
+static void conn_send_more(bench *b, conn *c)
+{
+    const variant *v = &b->v[c->variant];
+    if (send_some(b, c, v->req, v->req_len, &c->sent) == 1)
+        c->state = C_WAITING;
+}
+
+/* Frames: writes what c has queued. 0, or -1 when c was reset. */
+static int frames_flush(bench *b, conn *c)
+{
+    int rc = send_some(b, c, c->tx, c->tx_len, &c->tx_off);
+    if (rc == 1)
+        c->tx_off = c->tx_len = 0;
+    return rc < 0 ? -1 : 0;
 }
 
 /* Frames: queues the next variant's INFER under a fresh id in a free slot
@@ -760,17 +751,34 @@ static int rx_room(bench *b, conn *c)
     return 0;
 }
 
+/* One recv into c->rx, grown first: > 0 the bytes added, 0 the end of the
+ * stream, or one of these. */
+enum { RECV_AGAIN = -1, RECV_ERROR = -2 /* errno says why */, RECV_RESET = -3 /* c was reset */ };
+
+static ssize_t recv_some(bench *b, conn *c)
+{
+    if (rx_room(b, c))
+        return RECV_RESET;
+    for (;;) {
+        ssize_t n = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, 0);
+        if (n >= 0) {
+            c->rx_len += (size_t)n;
+            return n;
+        }
+        if (errno != EINTR)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? RECV_AGAIN : RECV_ERROR;
+    }
+}
+
 /* Frames: reads what is there, answers every whole frame, then (closed
  * loop) sends the replacements in one write. */
 static void frames_readable(bench *b, conn *c)
 {
     for (;;) {
-        if (rx_room(b, c))
+        ssize_t n = recv_some(b, c);
+        if (n == RECV_RESET)
             return;
-        ssize_t n = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n == RECV_AGAIN)
             break;
         if (n <= 0) {
             if (c->n_inflight)
@@ -779,7 +787,6 @@ static void frames_readable(bench *b, conn *c)
             conn_reset(b, c);
             return;
         }
-        c->rx_len += (size_t)n;
         uint64_t t = now_ns();
         size_t off = 0;
         for (;;) {
@@ -817,12 +824,8 @@ static void on_readable(bench *b, conn *c)
         return;
     }
     for (;;) {
-        if (rx_room(b, c))
-            return;
-        ssize_t n = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        ssize_t n = recv_some(b, c);
+        if (n == RECV_RESET || n == RECV_AGAIN)
             return;
         if (n <= 0) {
             if (c->state == C_WAITING || c->state == C_SENDING) {
@@ -842,7 +845,6 @@ static void on_readable(bench *b, conn *c)
             conn_reset(b, c);
             return;
         }
-        c->rx_len += (size_t)n;
         long rc = httpc_parse(&c->resp, c->rx, c->rx_len);
         if (rc < 0) {
             note_error(b, E_PROTOCOL, "malformed HTTP response (%s)",

@@ -1,6 +1,13 @@
-# bench/nginx.sh -- the reference server of the end-to-end benchmarks, in
-# one place: sourced (not run) by http_bench.sh, binary_bench.sh and
-# e2e_bench.sh.
+# bench/lib.sh -- what the end-to-end benchmarks share, in one place:
+# sourced (not run) by http_bench.sh, binary_bench.sh and e2e_bench.sh.
+#
+#   bench_init      SRV_CPU (the servers' core) and LOAD_CPU (the load
+#                   generator's), a temporary directory $tmp (mode 755, so
+#                   nginx's workers can read under it), srv_pid="" for the
+#                   caller's server, and an EXIT trap that stops that server
+#                   and nginx and removes $tmp
+#
+# and the reference server:
 #
 # nginx (Debian's nginx-light, installed with wrk by tools/install-deps.sh
 # when missing) runs one worker pinned to a CPU, on 127.0.0.1 only, with
@@ -17,6 +24,27 @@
 #   nginx_stop                       (also safe when never started)
 #   free_port                        prints a free TCP port on 127.0.0.1
 #   file_of_size PATH BYTES          writes a file of BYTES '1' bytes
+
+bench_init() {
+    local ncpu
+    ncpu=$(nproc)
+    SRV_CPU=0
+    LOAD_CPU=$(( ncpu > 1 ? 1 : 0 ))
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"
+    srv_pid=""
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+    if [ -n "$srv_pid" ]; then
+        kill "$srv_pid" 2>/dev/null || true
+        wait "$srv_pid" 2>/dev/null || true
+    fi
+    nginx_stop
+    rm -rf "$tmp"
+}
 
 nginx_deps() {
     command -v wrk >/dev/null && command -v nginx >/dev/null || tools/install-deps.sh wrk nginx-light
