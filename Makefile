@@ -16,6 +16,8 @@
 #   make bench-peers     lnserve's kernel vs oneDNN and PyTorch: speed and accuracy
 #   make check-f32-exhaustive   all 2^32 float32 patterns print and parse back
 #   make bench-http      lnserve vs nginx with wrk (N=768 CONNS=16 SECS=10)
+#   make bench-e2e       one table: every protocol vs nginx, same bytes, same run
+#                        (NS="768 4096" CONNS=16 SECS=5 DEPTH=8)
 #   make fuzz            libFuzzer harnesses (clang), FUZZ_SECONDS=30 each
 #
 # Only core/ln_avx2.c gets -mavx2 -mfma and only core/ln_avx512.c the
@@ -114,9 +116,13 @@ $(B)/lnserve: $(call obj,$(MAIN_SRC)) $(SERVER_OBJ) $(CONFIG_OBJ) $(PROTO_OBJ) $
 	$(CC) $(LDFLAGS) $^ -o $@ $(MHD_LIBS) $(URING_LIBS) $(PROTO_LIBS) -lm
 
 # lnctl: the client CLI and load generator (tools/). It needs the scalar
-# reference of core/ (bench checks responses with it) and f32text of proto/.
-LNCTL_OBJ := $(call obj,tools/lnctl.c tools/bench.c tools/httpc.c tools/hist.c tools/rowio.c)
-$(B)/lnctl: $(LNCTL_OBJ) $(B)/proto/f32text.o $(B)/core/ln_ref.o
+# reference of core/ (bench checks responses with it), f32text of proto/,
+# and for the binary protocol the client library tools/lnbin.c on the frame
+# codec of proto/.
+LNCTL_OBJ := $(call obj,tools/lnctl.c tools/bench.c tools/httpc.c tools/hist.c tools/rowio.c \
+                         tools/lnbin.c)
+$(B)/lnctl: $(LNCTL_OBJ) $(B)/proto/f32text.o $(B)/proto/frame.o $(B)/proto/status.o \
+            $(B)/core/ln_ref.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(JANSSON_LIBS) -lstdc++ -lm
 
 $(B)/tests/test_lnctl: $(B)/tests/test_lnctl.o $(call obj,tools/hist.c tools/httpc.c tools/rowio.c)
@@ -377,6 +383,17 @@ bench-peers: deps
 bench-binary: deps
 	@$(MAKE) --no-print-directory VARIANT=release build/release/lnserve build/release/bench/bench_binary
 	bench/binary_bench.sh $(or $(N),768) $(or $(CONNS),16) $(or $(SECS),10) $(or $(DEPTH),32)
+
+# One table: lnserve over http-json, http-binary, binary-tcp (x1 and
+# pipelined) and binary-unix against nginx serving the same response bytes,
+# same run, lnctl bench as the one load generator, 127.0.0.1 only
+# (bench/e2e_bench.sh; nginx setup shared in bench/lib.sh). About
+# 2 x 9 x (SECS + 1) s.
+.PHONY: bench-e2e
+bench-e2e: deps
+	@$(MAKE) --no-print-directory VARIANT=release build/release/lnserve build/release/lnctl
+	NS="$(or $(NS),768 4096)" CONNS=$(or $(CONNS),16) SECS=$(or $(SECS),5) DEPTH=$(or $(DEPTH),8) \
+	    bench/e2e_bench.sh
 
 bench-http: deps
 	@$(MAKE) --no-print-directory VARIANT=release build/release/lnserve

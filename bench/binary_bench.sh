@@ -18,20 +18,9 @@ DEPTH=${4:-32}
 BIN=build/release/lnserve
 BB=build/release/bench/bench_binary
 [ -x "$BIN" ] && [ -x "$BB" ] || { echo "build first: make" >&2; exit 1; }
-command -v wrk >/dev/null && command -v nginx >/dev/null || tools/install-deps.sh wrk nginx-light
-
-ncpu=$(nproc)
-SRV_CPU=0
-LOAD_CPU=$(( ncpu > 1 ? 1 : 0 ))
-tmp=$(mktemp -d)
-chmod 755 "$tmp"
-srv_pid=""; ngx_pid=""
-cleanup() {
-    [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
-    [ -n "$ngx_pid" ] && kill "$ngx_pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+. bench/lib.sh
+nginx_deps
+bench_init
 
 # lnserve: the io_uring thread and one worker share the server core.
 taskset -c $SRV_CPU "$BIN" --port 0 --binary-port 0 --workers 1 --cpus $SRV_CPU \
@@ -43,28 +32,10 @@ addr="127.0.0.1:$bport"
 # Response frame: header 24 + status 4 + fixed 16 + output N + mean + rstd + radius (f32).
 resp_bytes=$(( 24 + 4 + 16 + 4 * (N + 3) ))
 
-mkdir -p "$tmp/www" "$tmp/ngx"
-head -c "$resp_bytes" /dev/zero | tr '\0' '1' > "$tmp/www/resp.bin"
-chmod 755 "$tmp/www"; chmod 644 "$tmp/www/resp.bin"
-nport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat > "$tmp/ngx/nginx.conf" <<NGX
-worker_processes 1;
-worker_cpu_affinity 1;
-daemon off;
-error_log $tmp/ngx/error.log;
-pid $tmp/ngx/nginx.pid;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $tmp/ngx; proxy_temp_path $tmp/ngx;
-    fastcgi_temp_path $tmp/ngx; uwsgi_temp_path $tmp/ngx; scgi_temp_path $tmp/ngx;
-    keepalive_requests 1000000;
-    server { listen 127.0.0.1:$nport; root $tmp/www; }
-}
-NGX
-taskset -c $SRV_CPU nginx -c "$tmp/ngx/nginx.conf" -p "$tmp/ngx" &
-ngx_pid=$!
-sleep 0.5
+# nginx: one worker on the server core, serving a file of the same size.
+file_of_size "$tmp/www/resp.bin" "$resp_bytes"
+nginx_start "$tmp/www" "$tmp/ngx" $SRV_CPU
+nport=$NGX_PORT
 
 taskset -c $LOAD_CPU wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "http://127.0.0.1:$nport/resp.bin" > "$tmp/ngx.txt"
 ngx_rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/ngx.txt")

@@ -20,20 +20,9 @@ MODE=${4:-json}
 case "$MODE" in json|binary) ;; *) echo "mode: json or binary, got $MODE" >&2; exit 2 ;; esac
 BIN=build/release/lnserve
 [ -x "$BIN" ] || { echo "build first: make" >&2; exit 1; }
-command -v wrk >/dev/null && command -v nginx >/dev/null || tools/install-deps.sh wrk nginx-light
-
-ncpu=$(nproc)
-SRV_CPU=0
-LOAD_CPU=$(( ncpu > 1 ? 1 : 0 ))
-tmp=$(mktemp -d)
-chmod 755 "$tmp"  # nginx workers drop root and must read the file
-srv_pid=""; ngx_pid=""
-cleanup() {
-    [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
-    [ -n "$ngx_pid" ] && kill "$ngx_pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+. bench/lib.sh
+nginx_deps
+bench_init
 
 python3 - "$N" "$MODE" "$tmp/body.json" "$tmp/hlen" <<'PY'
 import json, random, struct, sys
@@ -65,8 +54,6 @@ $lua_hdr
 local f = io.open("$tmp/body.json", "rb"); wrk.body = f:read("*a"); f:close()
 LUA
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # lnserve: one I/O thread and one worker share the server core.
 taskset -c $SRV_CPU "$BIN" --port 0 --workers 1 --cpus $SRV_CPU --io-threads 1 \
     > "$tmp/srv.out" 2> "$tmp/srv.err" &
@@ -78,28 +65,9 @@ curl -s -o "$tmp/resp.json" "${hdr_args[@]}" --data-binary @"$tmp/body.json" "$u
 resp_bytes=$(stat -c %s "$tmp/resp.json")
 
 # nginx: one worker on the server core, serving a file of the same size.
-mkdir -p "$tmp/www" "$tmp/ngx"
-head -c "$resp_bytes" /dev/zero | tr '\0' '1' > "$tmp/www/resp.json"
-chmod 755 "$tmp/www"; chmod 644 "$tmp/www/resp.json"
-nport=$(free_port)
-cat > "$tmp/ngx/nginx.conf" <<NGX
-worker_processes 1;
-worker_cpu_affinity 1;
-daemon off;
-error_log $tmp/ngx/error.log;
-pid $tmp/ngx/nginx.pid;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $tmp/ngx; proxy_temp_path $tmp/ngx;
-    fastcgi_temp_path $tmp/ngx; uwsgi_temp_path $tmp/ngx; scgi_temp_path $tmp/ngx;
-    keepalive_requests 1000000;
-    server { listen 127.0.0.1:$nport; root $tmp/www; }
-}
-NGX
-taskset -c $SRV_CPU nginx -c "$tmp/ngx/nginx.conf" -p "$tmp/ngx" &
-ngx_pid=$!
-sleep 0.5
+file_of_size "$tmp/www/resp.json" "$resp_bytes"
+nginx_start "$tmp/www" "$tmp/ngx" $SRV_CPU
+nport=$NGX_PORT
 
 run_wrk() { taskset -c $LOAD_CPU wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "$@"; }
 parse() { # prints: req/s p50 p99

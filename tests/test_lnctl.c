@@ -628,7 +628,7 @@ static void test_httpc_url_and_request(void **state)
 
     assert_int_equal(httpc_url_parse(&u, "http://h:1/p", &why), 0);
     size_t len;
-    char *req = httpc_format_request(&u, "POST", "/v2/x", "k3y", "application/json", "{}", 2,
+    char *req = httpc_format_request(&u, "POST", "/v2/x", "k3y", NULL, "application/json", "{}", 2,
                                      &len);
     assert_non_null(req);
     static const char want[] = "POST /p/v2/x HTTP/1.1\r\nHost: h:1\r\nAuthorization: Bearer k3y\r\n"
@@ -636,9 +636,31 @@ static void test_httpc_url_and_request(void **state)
     assert_int_equal(len, sizeof want - 1);
     assert_memory_equal(req, want, len);
     free(req);
-    req = httpc_format_request(&u, "GET", "/v2", NULL, NULL, NULL, 0, &len);
+    req = httpc_format_request(&u, "GET", "/v2", NULL, NULL, NULL, NULL, 0, &len);
     assert_string_equal(req, "GET /p/v2 HTTP/1.1\r\nHost: h:1\r\n\r\n");
     free(req);
+    /* extra header lines (the binary tensor extension's) go before the body's */
+    req = httpc_format_request(&u, "POST", "/i", NULL, "Inference-Header-Content-Length: 2\r\n",
+                               NULL, "{}xy", 4, &len);
+    assert_string_equal(req, "POST /p/i HTTP/1.1\r\nHost: h:1\r\n"
+                             "Inference-Header-Content-Length: 2\r\nContent-Length: 4\r\n\r\n{}xy");
+    free(req);
+}
+
+static void test_httpc_infer_header_len(void **state)
+{
+    (void)state;
+    char ok[] = "HTTP/1.1 200 OK\r\ninference-header-content-length: 2\r\n"
+                "Content-Length: 6\r\n\r\n{}abcd";
+    httpc_resp r;
+    httpc_resp_init(&r);
+    assert_int_equal(r.infer_header_len, UINT64_MAX);
+    assert_int_equal(httpc_parse(&r, ok, sizeof ok - 1), (long)(sizeof ok - 1));
+    assert_int_equal(r.infer_header_len, 2);
+    char bad[] = "HTTP/1.1 200 OK\r\nInference-Header-Content-Length: x\r\n"
+                 "Content-Length: 0\r\n\r\n";
+    httpc_resp_init(&r);
+    assert_int_equal(httpc_parse(&r, bad, sizeof bad - 1), HTTPC_EMALFORMED);
 }
 
 int main(void)
@@ -658,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_httpc_eof_and_malformed),
         cmocka_unit_test(test_httpc_random),
         cmocka_unit_test(test_httpc_url_and_request),
+        cmocka_unit_test(test_httpc_infer_header_len),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

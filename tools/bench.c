@@ -12,9 +12,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "../core/ln.h"
 #include "../proto/f32text.h"
 #include "hist.h"
+#include "lnbin.h"
 
 /* Relative tolerance of the check: 16 float32 ulps of max(1, |ref|). */
 #define CHECK_TOL (16.0 / 16777216.0)
@@ -26,15 +29,30 @@ static const char *const ERR_NAME[E_N] = {"connect", "io",       "timeout", "pro
                                           "http_4xx", "http_5xx", "busy",    "wrong"};
 
 typedef struct variant {
-    char *req; /* the whole HTTP request */
+    char *req; /* the whole HTTP request, or the INFER frame (request id 0) */
     size_t req_len;
+    size_t body_off; /* where the HTTP body starts in req (--print-body) */
     float *x;     /* [rows * n] the inputs, as sent */
     float *y_ref; /* [rows * n] ln_rows_ref of x */
-    char *good;   /* a body already checked right, or NULL */
+    char *good;   /* a body (HTTP) or output bytes (frames) already checked right, or NULL */
     size_t good_len;
 } variant;
 
+/* HTTP: a connection is IDLE, SENDING or WAITING for its one request.
+ * Frames: a connected connection is IDLE whatever it has in flight; its
+ * slots say which requests those are. */
 enum { C_CONNECTING, C_IDLE, C_SENDING, C_WAITING, C_RETRY };
+
+/* A request in flight on a frame connection. Its id is (seq << 16) | slot,
+ * so a response finds its slot at once and a stale or foreign id fails the
+ * comparison with the slot's id. */
+typedef struct slot {
+    uint64_t id;
+    uint64_t t_start;
+    unsigned variant;
+    int used;
+} slot;
+#define SLOT_BITS 16
 
 typedef struct conn {
     int fd;
@@ -48,6 +66,13 @@ typedef struct conn {
     char *rx;
     size_t rx_len, rx_cap;
     httpc_resp resp;
+    /* frames only */
+    slot *slots;          /* [pipeline] */
+    unsigned *free_slots; /* stack of free slot indexes */
+    unsigned n_free, n_inflight;
+    uint64_t seq;
+    uint8_t *tx; /* requests not yet written: [tx_off, tx_len) */
+    size_t tx_off, tx_len, tx_cap;
 } conn;
 
 typedef struct bench {
@@ -56,9 +81,11 @@ typedef struct bench {
     int check; /* a reference exists for this model */
     conn *c;
     variant *v;
+    int frames; /* the frame protocol (binary-tcp, binary-unix) */
     unsigned next_variant;
-    unsigned *idle; /* stack of idle connection indexes */
-    unsigned n_idle;
+    unsigned *idle; /* FIFO ring of connections that can take a request */
+    unsigned idle_head, n_idle;
+    uint64_t response_bytes; /* body (HTTP) or frame size of the first good response */
     /* counters since the measured phase began */
     hist lat;
     uint64_t ok, err[E_N], checked, tx_bytes, rx_bytes, responses;
@@ -69,10 +96,29 @@ typedef struct bench {
     uint64_t t_meas;   /* start of the measured phase */
     uint64_t t_end;    /* end of the window (UINT64_MAX: by request count) */
     int measuring, stopping;
+    int connected; /* some connection was ever established */
     uint64_t in_flight;
     uint64_t late_max; /* open loop: most requests overdue at once */
     char first_error[256];
 } bench;
+
+static const char *const PROTO_NAME[] = {"http-json", "http-binary", "binary-tcp",
+                                          "binary-unix"};
+
+int bench_proto_parse(const char *s, bench_proto *p)
+{
+    for (unsigned i = 0; i < sizeof PROTO_NAME / sizeof *PROTO_NAME; i++)
+        if (!strcmp(s, PROTO_NAME[i])) {
+            *p = (bench_proto)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *bench_proto_name(bench_proto p)
+{
+    return (unsigned)p < sizeof PROTO_NAME / sizeof *PROTO_NAME ? PROTO_NAME[p] : "?";
+}
 
 static uint64_t now_ns(void)
 {
@@ -103,6 +149,53 @@ static double rng_gauss(uint64_t *s)
 
 /* ---- setup -------------------------------------------------------------- */
 
+/* v->req for the HTTP wires: the JSON body, or the binary tensor
+ * extension's (a JSON header asking for every output as binary data, then
+ * the rows as raw FP32). */
+static int build_http_request(bench *b, variant *v, const char *path)
+{
+    const bench_opts *o = b->o;
+    size_t count = (size_t)o->rows * o->n;
+    size_t cap = 512 + count * (F32TEXT_MAX + 1);
+    char *body = malloc(cap);
+    if (!body)
+        return -1;
+    size_t len;
+    char extra[96];
+    const char *ctype = NULL, *xh = NULL;
+    if (o->proto == BENCH_HTTP_BINARY) {
+        len = (size_t)snprintf(body, cap,
+                               "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
+                               "\"shape\":[%u,%u],\"parameters\":{\"binary_data_size\":%zu}}],"
+                               "\"parameters\":{\"binary_data_output\":true}}",
+                               o->rows, o->n, count * sizeof(float));
+        snprintf(extra, sizeof extra, "Inference-Header-Content-Length: %zu\r\n", len);
+        /* the host's floats are the wire's (little-endian; lnbin.c asserts it) */
+        memcpy(body + len, v->x, count * sizeof(float));
+        len += count * sizeof(float);
+        xh = extra;
+    } else {
+        ctype = "application/json";
+        len = (size_t)snprintf(body, cap,
+                               "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
+                               "\"shape\":[%u,%u],\"data\":[",
+                               o->rows, o->n);
+        for (size_t i = 0; i < count; i++) {
+            if (i)
+                body[len++] = ',';
+            len += f32text_print(body + len, v->x[i]);
+        }
+        len += (size_t)snprintf(body + len, cap - len, "]}]}");
+    }
+    v->req = httpc_format_request(&o->url, "POST", path, o->api_key, xh, ctype, body, len,
+                                  &v->req_len);
+    free(body);
+    if (!v->req)
+        return -1;
+    v->body_off = v->req_len - len;
+    return 0;
+}
+
 static int build_variants(bench *b)
 {
     const bench_opts *o = b->o;
@@ -116,12 +209,8 @@ static int build_variants(bench *b)
         variant *v = &b->v[k];
         v->x = malloc(count * sizeof(float));
         v->y_ref = malloc(count * sizeof(float));
-        size_t cap = 128 + count * (F32TEXT_MAX + 1);
-        char *body = malloc(cap);
-        if (!v->x || !v->y_ref || !body) {
-            free(body);
+        if (!v->x || !v->y_ref)
             return -1;
-        }
         /* rows with their own offset and scale, so mean and scale matter */
         for (unsigned r = 0; r < o->rows; r++) {
             double mu = 4.0 * rng_gauss(&s), sd = exp(2.0 * rng_unit(&s) - 1.0);
@@ -129,32 +218,106 @@ static int build_variants(bench *b)
                 v->x[(size_t)r * o->n + i] = (float)(mu + sd * rng_gauss(&s));
         }
         ln_rows_ref(&p, v->x, v->y_ref, o->rows, &(ln_diag){0});
-        size_t len = (size_t)snprintf(body, cap,
-                                      "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
-                                      "\"shape\":[%u,%u],\"data\":[",
-                                      o->rows, o->n);
-        for (size_t i = 0; i < count; i++) {
-            if (i)
-                body[len++] = ',';
-            len += f32text_print(body + len, v->x[i]);
+        if (!b->frames) {
+            if (build_http_request(b, v, path))
+                return -1;
+            continue;
         }
-        len += (size_t)snprintf(body + len, cap - len, "]}]}");
-        v->req = httpc_format_request(&o->url, "POST", path, o->api_key, "application/json", body,
-                                      len, &v->req_len);
-        free(body);
+        /* the INFER frame with id 0; each send patches in its own id */
+        size_t name_len = strlen(o->model);
+        size_t n = frame_infer_request_bytes(name_len, FRAME_DTYPE_FP32, o->rows, o->n);
+        if (n == 0) {
+            errno = EINVAL;
+            return -1;
+        }
+        v->req = malloc(n);
         if (!v->req)
             return -1;
+        v->req_len = frame_encode_infer_request((uint8_t *)v->req, 0, 0, o->model, name_len,
+                                                FRAME_DTYPE_FP32, FRAME_OUT_ALL, o->rows, o->n,
+                                                v->x);
     }
     return 0;
 }
 
 /* ---- checking ----------------------------------------------------------- */
 
-/* 1 when body's "output" tensor matches v's reference. */
-static int check_body(bench *b, variant *v, const char *body, size_t len)
+/* Remembers bytes found right, so the next identical ones need only a
+ * memcmp (what lets every response be checked at full speed). */
+static void remember_good(variant *v, const void *p, size_t len)
 {
-    if (v->good && len == v->good_len && !memcmp(body, v->good, len))
+    char *g = realloc(v->good, len);
+    if (g) {
+        memcpy(g, p, len);
+        v->good = g;
+        v->good_len = len;
+    }
+}
+
+static int is_good(const variant *v, const void *p, size_t len)
+{
+    return v->good && len == v->good_len && !memcmp(p, v->good, len);
+}
+
+static int close_enough(float got, float ref)
+{
+    return fabs((double)got - ref) <= CHECK_TOL * fmax(1.0, fabs((double)ref));
+}
+
+/* 1 when the rows * n little-endian FP32 values at p match v's reference. */
+static int check_f32(const bench *b, const variant *v, const uint8_t *p)
+{
+    size_t count = (size_t)b->o->rows * b->o->n;
+    for (size_t i = 0; i < count; i++)
+        if (!close_enough(frame_get_f32(p + 4 * i), v->y_ref[i]))
+            return 0;
+    return 1;
+}
+
+/* http-binary: the "output" tensor's bytes in the binary part of body,
+ * found through the JSON header's outputs and their binary_data_size (the
+ * binary parts follow in the order of the outputs); NULL if absent. */
+static const uint8_t *binary_output(const bench *b, const char *body, size_t len,
+                                    uint64_t header_len)
+{
+    if (header_len == UINT64_MAX || header_len > len)
+        return NULL;
+    json_t *doc = json_loadb(body, (size_t)header_len, 0, NULL);
+    const uint8_t *out = NULL;
+    size_t off = (size_t)header_len, want = (size_t)b->o->rows * b->o->n * sizeof(float), i;
+    json_t *t;
+    json_array_foreach(json_object_get(doc, "outputs"), i, t)
+    {
+        json_t *sz = json_object_get(json_object_get(t, "parameters"), "binary_data_size");
+        if (!json_is_integer(sz) || json_integer_value(sz) < 0)
+            break;
+        size_t n = (size_t)json_integer_value(sz);
+        const char *name = json_string_value(json_object_get(t, "name"));
+        if (name && !strcmp(name, "output")) {
+            if (n == want && n <= len - off)
+                out = (const uint8_t *)body + off;
+            break;
+        }
+        if (n > len - off)
+            break;
+        off += n;
+    }
+    json_decref(doc);
+    return out;
+}
+
+/* 1 when an HTTP body's "output" tensor matches v's reference. */
+static int check_body(bench *b, variant *v, const char *body, size_t len, uint64_t header_len)
+{
+    if (is_good(v, body, len))
         return 1;
+    if (b->o->proto == BENCH_HTTP_BINARY) {
+        const uint8_t *y = binary_output(b, body, len, header_len);
+        if (!y || !check_f32(b, v, y))
+            return 0;
+        remember_good(v, body, len);
+        return 1;
+    }
     const char *end = body + len;
     static const char key[] = "\"name\":\"output\"";
     const char *p = memmem(body, len, key, sizeof key - 1);
@@ -180,21 +343,29 @@ static int check_body(bench *b, variant *v, const char *body, size_t len)
         p = f32text_parse(p, end, &got);
         if (!p)
             return 0;
-        double ref = v->y_ref[i];
-        if (!(fabs((double)got - ref) <= CHECK_TOL * fmax(1.0, fabs(ref))))
+        if (!close_enough(got, v->y_ref[i]))
             return 0;
     }
     while (p < end && (*p == ' ' || *p == '\n'))
         p++;
     if (p >= end || *p != ']')
         return 0;
-    /* remember it: the next identical body needs only a memcmp */
-    char *g = realloc(v->good, len);
-    if (g) {
-        memcpy(g, body, len);
-        v->good = g;
-        v->good_len = len;
-    }
+    remember_good(v, body, len);
+    return 1;
+}
+
+/* 1 when an OK INFER_RESP frame carries v's rows, right. */
+static int check_frame(bench *b, variant *v, const frame_response *r)
+{
+    if (r->rows != b->o->rows || r->cols != b->o->n || r->dtype != FRAME_DTYPE_FP32 ||
+        !r->output)
+        return 0;
+    size_t len = (size_t)b->o->rows * b->o->n * sizeof(float);
+    if (is_good(v, r->output, len))
+        return 1;
+    if (!check_f32(b, v, r->output))
+        return 0;
+    remember_good(v, r->output, len);
     return 1;
 }
 
@@ -224,11 +395,29 @@ static void set_out(bench *b, conn *c, int want)
     c->want_out = want;
 }
 
+/* Forgets a frame connection's requests in flight and unsent bytes. */
+static void slots_reset(bench *b, conn *c)
+{
+    unsigned depth = b->o->pipeline;
+    for (unsigned i = 0; i < depth; i++) {
+        c->slots[i].used = 0;
+        c->free_slots[i] = depth - 1 - i;
+    }
+    c->n_free = depth;
+    c->n_inflight = 0;
+    c->tx_off = c->tx_len = 0;
+}
+
 static void conn_open(bench *b, conn *c)
 {
     c->rx_len = 0;
     c->want_out = 1;
-    c->fd = httpc_connect(&b->o->url, 1);
+    if (b->frames) {
+        slots_reset(b, c);
+        c->fd = lnbin_dial(b->o->addr, 1);
+    } else {
+        c->fd = httpc_connect(&b->o->url, 1);
+    }
     if (c->fd < 0) {
         note_error(b, E_CONNECT, "connect: %s", strerror(-c->fd));
         c->state = C_RETRY;
@@ -240,12 +429,19 @@ static void conn_open(bench *b, conn *c)
     c->state = C_CONNECTING;
 }
 
-/* Drops c's connection (the request on it, if any, has been counted) and
- * opens a new one. */
+/* Drops c's connection and opens a new one. The error that caused it has
+ * been counted once; on a frame connection every other request that was in
+ * flight is lost with it and counted as an io error. */
 static void conn_reset(bench *b, conn *c)
 {
-    if (c->state == C_SENDING || c->state == C_WAITING)
+    if (b->frames) {
+        b->in_flight -= c->n_inflight;
+        if (c->n_inflight > 1 && b->measuring)
+            b->err[E_IO] += c->n_inflight - 1;
+        c->n_inflight = 0;
+    } else if (c->state == C_SENDING || c->state == C_WAITING) {
         b->in_flight--;
+    }
     if (c->fd >= 0) {
         epoll_ctl(b->ep, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
@@ -259,13 +455,14 @@ static void conn_reset(bench *b, conn *c)
     conn_open(b, c);
 }
 
-static void conn_send_more(bench *b, conn *c)
+/* Sends buf[*off, len) on c: 1 when all of it is out, 0 when the socket
+ * is full (EPOLLOUT is then watched), -1 when c failed and was reset. */
+static int send_some(bench *b, conn *c, const void *buf, size_t len, size_t *off)
 {
-    const variant *v = &b->v[c->variant];
-    while (c->sent < v->req_len) {
-        ssize_t n = send(c->fd, v->req + c->sent, v->req_len - c->sent, MSG_NOSIGNAL);
+    while (*off < len) {
+        ssize_t n = send(c->fd, (const char *)buf + *off, len - *off, MSG_NOSIGNAL);
         if (n > 0) {
-            c->sent += (size_t)n;
+            *off += (size_t)n;
             if (b->measuring)
                 b->tx_bytes += (uint64_t)n;
             continue;
@@ -274,18 +471,112 @@ static void conn_send_more(bench *b, conn *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             set_out(b, c, 1);
-            return;
+            return 0;
         }
         note_error(b, E_IO, "send: %s", n < 0 ? strerror(errno) : "closed");
         conn_reset(b, c);
-        return;
+        return -1;
     }
     set_out(b, c, 0);
-    c->state = C_WAITING;
+    return 1;
+}
+
+static void conn_send_more(bench *b, conn *c)
+{
+    const variant *v = &b->v[c->variant];
+    if (send_some(b, c, v->req, v->req_len, &c->sent) == 1)
+        c->state = C_WAITING;
+}
+
+/* Frames: writes what c has queued. 0, or -1 when c was reset. */
+static int frames_flush(bench *b, conn *c)
+{
+    int rc = send_some(b, c, c->tx, c->tx_len, &c->tx_off);
+    if (rc == 1)
+        c->tx_off = c->tx_len = 0;
+    return rc < 0 ? -1 : 0;
+}
+
+/* Frames: queues the next variant's INFER under a fresh id in a free slot
+ * (the caller checked there is one). 0, or -1 out of memory. */
+static int frames_queue(bench *b, conn *c, uint64_t t_start)
+{
+    const variant *v = &b->v[b->next_variant];
+    if (c->tx_cap - c->tx_len < v->req_len) {
+        if (c->tx_off) {
+            memmove(c->tx, c->tx + c->tx_off, c->tx_len - c->tx_off);
+            c->tx_len -= c->tx_off;
+            c->tx_off = 0;
+        }
+        size_t cap = c->tx_cap ? c->tx_cap : 4096;
+        while (cap - c->tx_len < v->req_len)
+            cap *= 2;
+        if (cap != c->tx_cap) {
+            uint8_t *nb = realloc(c->tx, cap);
+            if (!nb)
+                return -1;
+            c->tx = nb;
+            c->tx_cap = cap;
+        }
+    }
+    unsigned k = c->free_slots[--c->n_free];
+    slot *sl = &c->slots[k];
+    sl->id = (++c->seq << SLOT_BITS) | k;
+    sl->t_start = t_start;
+    sl->variant = b->next_variant;
+    sl->used = 1;
+    uint8_t *f = c->tx + c->tx_len;
+    memcpy(f, v->req, v->req_len);
+    for (int i = 0; i < 8; i++) /* request_id, little-endian at offset 16 (frame.md 1) */
+        f[16 + i] = (uint8_t)(sl->id >> (8 * i));
+    c->tx_len += v->req_len;
+    c->n_inflight++;
+    if (++b->next_variant == b->o->variants)
+        b->next_variant = 0;
+    b->issued++;
+    b->in_flight++;
+    return 0;
+}
+
+/* May c start another request now (the bounds of the run)? */
+static int may_issue(const bench *b)
+{
+    return !b->stopping && (!b->o->requests || b->issued < b->o->requests);
+}
+
+/* Frames, closed loop: tops c up to the pipeline depth and writes. */
+static void frames_fill(bench *b, conn *c, uint64_t t)
+{
+    while (c->n_free > 0 && may_issue(b))
+        if (frames_queue(b, c, t)) {
+            note_error(b, E_IO, "out of memory");
+            conn_reset(b, c);
+            return;
+        }
+    frames_flush(b, c);
+}
+
+static void push_idle(bench *b, conn *c)
+{
+    if (c->in_idle)
+        return;
+    c->in_idle = 1;
+    unsigned n = b->o->connections;
+    b->idle[(b->idle_head + b->n_idle++) % n] = (unsigned)(c - b->c);
 }
 
 static void conn_start(bench *b, conn *c, uint64_t t_start)
 {
+    if (b->frames) {
+        if (frames_queue(b, c, t_start)) {
+            note_error(b, E_IO, "out of memory");
+            conn_reset(b, c);
+            return;
+        }
+        if (frames_flush(b, c) == 0 && c->n_free > 0)
+            push_idle(b, c); /* room for more: back in the queue, behind the others */
+        return;
+    }
     c->variant = b->next_variant;
     if (++b->next_variant == b->o->variants)
         b->next_variant = 0;
@@ -298,63 +589,81 @@ static void conn_start(bench *b, conn *c, uint64_t t_start)
     conn_send_more(b, c);
 }
 
-/* May c start another request now (the bounds of the run)? */
-static int may_issue(const bench *b)
-{
-    return !b->stopping && (!b->o->requests || b->issued < b->o->requests);
-}
-
 static void conn_idle(bench *b, conn *c)
 {
     c->state = C_IDLE;
-    if (!b->o->rate && may_issue(b)) {
-        conn_start(b, c, now_ns());
+    if (!b->o->rate) {
+        if (b->frames)
+            frames_fill(b, c, now_ns());
+        else if (may_issue(b))
+            conn_start(b, c, now_ns());
         return;
     }
-    if (!c->in_idle) {
-        c->in_idle = 1;
-        b->idle[b->n_idle++] = (unsigned)(c - b->c);
-    }
+    if (!b->frames || c->n_free > 0)
+        push_idle(b, c);
 }
 
-/* An idle connection for the open loop, or NULL. A connection that was
- * reset while on the stack is dropped from it here. */
+/* A connection that can take a request for the open loop, or NULL. One
+ * that was reset or filled up while queued is dropped from the ring here. */
 static conn *pop_idle(bench *b)
 {
     while (b->n_idle > 0) {
-        conn *c = &b->c[b->idle[--b->n_idle]];
+        conn *c = &b->c[b->idle[b->idle_head]];
+        b->idle_head = (b->idle_head + 1) % b->o->connections;
+        b->n_idle--;
         c->in_idle = 0;
-        if (c->state == C_IDLE)
+        if (c->state == C_IDLE && (!b->frames || c->n_free > 0))
             return c;
     }
     return NULL;
 }
 
-/* A complete response of msg_len bytes is at the start of c->rx. */
-static void on_response(bench *b, conn *c, size_t msg_len, uint64_t t)
+/* Counts one response that took latency t - t_start and msg_len bytes. */
+static void count_response(bench *b, uint64_t t, uint64_t t_start, size_t msg_len)
 {
-    const httpc_resp *r = &c->resp;
     b->in_flight--;
     if (b->measuring) {
         b->rx_bytes += msg_len;
         b->responses++;
         if (t <= b->t_end)
             b->window_done++;
-        hist_record(&b->lat, t > c->t_start ? t - c->t_start : 0);
+        hist_record(&b->lat, t > t_start ? t - t_start : 0);
     }
+}
+
+/* Whether this response is one of the sample checked (--check-every). */
+static int sampled(bench *b)
+{
+    if (!b->check || !b->o->check_every || b->responses % b->o->check_every)
+        return 0;
+    if (b->measuring)
+        b->checked++;
+    return 1;
+}
+
+static void count_result(bench *b, int right, unsigned k, size_t bytes)
+{
+    if (right) {
+        if (b->measuring)
+            b->ok++;
+        if (!b->response_bytes)
+            b->response_bytes = bytes;
+    } else {
+        note_error(b, E_WRONG, "a wrong result (variant %u)", k);
+    }
+}
+
+/* A complete response of msg_len bytes is at the start of c->rx. */
+static void on_response(bench *b, conn *c, size_t msg_len, uint64_t t)
+{
+    const httpc_resp *r = &c->resp;
+    count_response(b, t, c->t_start, msg_len);
     if (r->status == 200) {
         int right = 1;
-        if (b->check && b->o->check_every && b->responses % b->o->check_every == 0) {
-            right = check_body(b, &b->v[c->variant], c->rx + r->head_len, r->body_len);
-            if (b->measuring)
-                b->checked++;
-        }
-        if (right) {
-            if (b->measuring)
-                b->ok++;
-        } else {
-            note_error(b, E_WRONG, "a wrong result (variant %u)", c->variant);
-        }
+        if (sampled(b))
+            right = check_body(b, &b->v[c->variant], c->rx + r->head_len, r->body_len,
+                               r->infer_header_len);
+        count_result(b, right, c->variant, r->body_len);
     } else {
         int kind = r->status == 503 ? E_BUSY : r->status >= 500 ? E_HTTP5XX : E_HTTP4XX;
         int bl = (int)(r->body_len < 160 ? r->body_len : 160);
@@ -382,24 +691,141 @@ static void on_response(bench *b, conn *c, size_t msg_len, uint64_t t)
     conn_idle(b, c);
 }
 
-static void on_readable(bench *b, conn *c)
+/* Frames: one response frame of len bytes. 0, or -1 when c was reset. */
+static int on_frame(bench *b, conn *c, const lnbin_response *f, size_t len, uint64_t t)
+{
+    const frame_response *r = &f->r;
+    uint64_t k = f->h.id & ((1u << SLOT_BITS) - 1);
+    slot *sl = k < b->o->pipeline ? &c->slots[k] : NULL;
+    if (!sl || !sl->used || sl->id != f->h.id) {
+        /* an ERROR frame for a header the server could not read has id 0 */
+        if (r->status != LNS_OK)
+            note_error(b, E_PROTOCOL, "%s for no request in flight (id %llu): %.*s",
+                       lns_status_name(r->status), (unsigned long long)f->h.id,
+                       (int)r->msg_len, r->msg);
+        else
+            note_error(b, E_PROTOCOL, "a response to id %llu, which is not in flight",
+                       (unsigned long long)f->h.id);
+        conn_reset(b, c);
+        return -1;
+    }
+    sl->used = 0;
+    c->free_slots[c->n_free++] = (unsigned)k;
+    c->n_inflight--;
+    count_response(b, t, sl->t_start, len);
+    if (r->status == LNS_OK) {
+        int right = f->h.opcode == FRAME_OP_INFER_RESP;
+        if (right && sampled(b))
+            right = check_frame(b, &b->v[sl->variant], r);
+        count_result(b, right, sl->variant, len);
+    } else {
+        /* statuses are counted under their HTTP twin (frame.md 5) */
+        int http = lns_status_http(r->status);
+        int kind = r->status == LNS_EBUSY ? E_BUSY : http >= 500 ? E_HTTP5XX : E_HTTP4XX;
+        note_error(b, kind, "%s: %.*s", lns_status_name(r->status), (int)r->msg_len, r->msg);
+    }
+    if (f->h.flags & FRAME_FLAG_CLOSE) { /* the server closes after this frame */
+        if (c->n_inflight)
+            note_error(b, E_IO, "the server closed a connection with %u requests in flight",
+                       c->n_inflight);
+        conn_reset(b, c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Grows c->rx so that at least 4 KiB are free; -1 (c reset) out of memory. */
+static int rx_room(bench *b, conn *c)
+{
+    if (c->rx_cap - c->rx_len >= 4096)
+        return 0;
+    size_t cap = c->rx_cap * 2;
+    char *nb = realloc(c->rx, cap);
+    if (!nb) {
+        note_error(b, E_IO, "out of memory");
+        conn_reset(b, c);
+        return -1;
+    }
+    c->rx = nb;
+    c->rx_cap = cap;
+    return 0;
+}
+
+/* One recv into c->rx, grown first: > 0 the bytes added, 0 the end of the
+ * stream, or one of these. */
+enum { RECV_AGAIN = -1, RECV_ERROR = -2 /* errno says why */, RECV_RESET = -3 /* c was reset */ };
+
+static ssize_t recv_some(bench *b, conn *c)
+{
+    if (rx_room(b, c))
+        return RECV_RESET;
+    for (;;) {
+        ssize_t n = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, 0);
+        if (n >= 0) {
+            c->rx_len += (size_t)n;
+            return n;
+        }
+        if (errno != EINTR)
+            return errno == EAGAIN || errno == EWOULDBLOCK ? RECV_AGAIN : RECV_ERROR;
+    }
+}
+
+/* Frames: reads what is there, answers every whole frame, then (closed
+ * loop) sends the replacements in one write. */
+static void frames_readable(bench *b, conn *c)
 {
     for (;;) {
-        if (c->rx_cap - c->rx_len < 4096) {
-            size_t cap = c->rx_cap * 2;
-            char *nb = realloc(c->rx, cap);
-            if (!nb) {
-                note_error(b, E_IO, "out of memory");
+        ssize_t n = recv_some(b, c);
+        if (n == RECV_RESET)
+            return;
+        if (n == RECV_AGAIN)
+            break;
+        if (n <= 0) {
+            if (c->n_inflight)
+                note_error(b, E_IO, "the server closed a connection with %u requests in flight%s%s",
+                           c->n_inflight, n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
+            conn_reset(b, c);
+            return;
+        }
+        uint64_t t = now_ns();
+        size_t off = 0;
+        for (;;) {
+            lnbin_response f;
+            size_t k;
+            int rc = lnbin_parse((const uint8_t *)c->rx + off, c->rx_len - off, &f, &k);
+            if (rc < 0) {
+                note_error(b, E_PROTOCOL, "a malformed response frame");
                 conn_reset(b, c);
                 return;
             }
-            c->rx = nb;
-            c->rx_cap = cap;
+            if (rc == 0)
+                break;
+            if (on_frame(b, c, &f, k, t))
+                return;
+            off += k;
         }
-        ssize_t n = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (off) {
+            memmove(c->rx, c->rx + off, c->rx_len - off);
+            c->rx_len -= off;
+        }
+        if (c->rx_len < c->rx_cap)
+            break; /* a short read: the socket is drained */
+    }
+    if (!b->o->rate)
+        frames_fill(b, c, now_ns());
+    else if (c->n_free > 0)
+        push_idle(b, c);
+}
+
+static void on_readable(bench *b, conn *c)
+{
+    if (b->frames) {
+        frames_readable(b, c);
+        return;
+    }
+    for (;;) {
+        ssize_t n = recv_some(b, c);
+        if (n == RECV_RESET || n == RECV_AGAIN)
             return;
         if (n <= 0) {
             if (c->state == C_WAITING || c->state == C_SENDING) {
@@ -419,7 +845,6 @@ static void on_readable(bench *b, conn *c)
             conn_reset(b, c);
             return;
         }
-        c->rx_len += (size_t)n;
         long rc = httpc_parse(&c->resp, c->rx, c->rx_len);
         if (rc < 0) {
             note_error(b, E_PROTOCOL, "malformed HTTP response (%s)",
@@ -454,13 +879,33 @@ static void on_event(bench *b, conn *c, uint32_t ev)
         if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
         set_out(b, c, 0);
+        b->connected = 1;
         conn_idle(b, c);
         return;
     }
-    if ((ev & EPOLLOUT) && c->state == C_SENDING)
-        conn_send_more(b, c);
+    if (ev & EPOLLOUT) {
+        if (b->frames && c->state == C_IDLE) {
+            if (frames_flush(b, c))
+                return;
+        } else if (c->state == C_SENDING) {
+            conn_send_more(b, c);
+        }
+    }
     if ((ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) && c->fd >= 0)
         on_readable(b, c);
+}
+
+/* The start of c's oldest request in flight; UINT64_MAX when none. */
+static uint64_t oldest_start(const bench *b, const conn *c)
+{
+    if (!b->frames)
+        return c->state == C_SENDING || c->state == C_WAITING ? c->t_start : UINT64_MAX;
+    uint64_t t = UINT64_MAX;
+    if (c->n_inflight)
+        for (unsigned i = 0; i < b->o->pipeline; i++)
+            if (c->slots[i].used && c->slots[i].t_start < t)
+                t = c->slots[i].t_start;
+    return t;
 }
 
 /* Retries refused connects and times out requests; a scan of every
@@ -470,10 +915,10 @@ static void sweep(bench *b, uint64_t t)
     uint64_t limit = (uint64_t)(b->o->timeout_s * 1e9);
     for (unsigned i = 0; i < b->o->connections; i++) {
         conn *c = &b->c[i];
-        if (c->state == C_RETRY && t >= c->retry_at)
+        uint64_t t0;
+        if (c->state == C_RETRY && t >= c->retry_at) {
             conn_open(b, c);
-        else if ((c->state == C_SENDING || c->state == C_WAITING) && t - c->t_start > limit &&
-                 c->t_start < t) {
+        } else if ((t0 = oldest_start(b, c)) < t && t - t0 > limit) {
             note_error(b, E_TIMEOUT, "no response within %.3g s", b->o->timeout_s);
             conn_reset(b, c);
         }
@@ -517,11 +962,12 @@ static void report(const bench *b, double window_s)
         pv[i] = hist_percentile(&b->lat, ps[i]);
     if (o->json) {
         printf("{\"protocol\":\"%s\",\"model\":\"%s\",\"rows\":%u,\"n\":%u,\"connections\":%u,"
-               "\"rate\":%.17g,\"duration_s\":%.6f,\"requests\":%llu,\"ok\":%llu,"
+               "\"pipeline\":%u,\"response_bytes\":%llu,\"rate\":%.17g,\"duration_s\":%.6f,\"requests\":%llu,\"ok\":%llu,"
                "\"req_s\":%.1f,\"rows_s\":%.1f,\"mb_s\":%.3f,\"tx_mb_s\":%.3f,\"rx_mb_s\":%.3f,"
                "\"latency_us\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p99_9\":%.3f,"
                "\"max\":%.3f,\"mean\":%.3f},\"checked\":%llu,\"wrong\":%llu,\"errors\":{",
-               o->protocol, o->model, o->rows, o->n, o->connections, o->rate, window_s,
+               o->protocol, o->model, o->rows, o->n, o->connections, o->pipeline,
+               (unsigned long long)b->response_bytes, o->rate, window_s,
                (unsigned long long)b->responses, (unsigned long long)b->ok, rps, rps * o->rows,
                txm + rxm, txm, rxm, (double)pv[0] / 1e3, (double)pv[1] / 1e3,
                (double)pv[2] / 1e3, (double)pv[3] / 1e3, (double)b->lat.max / 1e3,
@@ -534,8 +980,9 @@ static void report(const bench *b, double window_s)
                (unsigned long long)o->seed);
         return;
     }
-    printf("lnctl bench  %s  model %s  %u x %u rows  %u connections  %s\n", o->protocol,
-           o->model, o->rows, o->n, o->connections, o->rate ? "open loop" : "closed loop");
+    printf("lnctl bench  %s  model %s  %u x %u rows  %u connections x %u in flight  %s\n",
+           o->protocol, o->model, o->rows, o->n, o->connections, o->pipeline,
+           o->rate ? "open loop" : "closed loop");
     if (o->rate)
         printf("rate         %.0f req/s scheduled; at most %llu requests were late at once\n",
                o->rate, (unsigned long long)b->late_max);
@@ -570,6 +1017,7 @@ int bench_run(const bench_opts *o)
     b->o = o;
     b->ep = -1;
     hist_reset(&b->lat);
+    b->frames = o->proto == BENCH_BINARY_TCP || o->proto == BENCH_BINARY_UNIX;
     b->check = o->check_every && (!strcmp(o->model, "layernorm") || !strcmp(o->model, "rmsnorm"));
     if (o->check_every && !b->check)
         fprintf(stderr, "lnctl bench: no reference for model %s (only the built-in layernorm "
@@ -584,16 +1032,20 @@ int bench_run(const bench_opts *o)
         goto out;
     }
     if (o->print_body) {
-        const char *body = strstr(b->v[0].req, "\r\n\r\n") + 4;
-        fwrite(body, 1, b->v[0].req_len - (size_t)(body - b->v[0].req), stdout);
+        fwrite(b->v[0].req + b->v[0].body_off, 1, b->v[0].req_len - b->v[0].body_off, stdout);
         status = fflush(stdout) ? 1 : 0;
         goto out;
     }
     for (unsigned i = 0; i < o->connections; i++) {
-        b->c[i].fd = -1;
-        b->c[i].rx_cap = RX_INITIAL;
-        b->c[i].rx = malloc(RX_INITIAL);
-        if (!b->c[i].rx) {
+        conn *c = &b->c[i];
+        c->fd = -1;
+        c->rx_cap = RX_INITIAL;
+        c->rx = malloc(RX_INITIAL);
+        if (b->frames) {
+            c->slots = calloc(o->pipeline, sizeof *c->slots);
+            c->free_slots = calloc(o->pipeline, sizeof *c->free_slots);
+        }
+        if (!c->rx || (b->frames && (!c->slots || !c->free_slots))) {
             fprintf(stderr, "lnctl bench: out of memory\n");
             goto out;
         }
@@ -621,6 +1073,13 @@ int bench_run(const bench_opts *o)
         if (!b->stopping && (t >= b->t_end || (o->requests && b->issued >= o->requests))) {
             b->stopping = 1;
             drain_until = t + (uint64_t)(o->timeout_s * 1e9);
+        }
+        /* a server that never answers a connect ends the run after --timeout,
+         * even one bounded by --requests only */
+        if (!b->stopping && !b->connected && t - b->t0 > (uint64_t)(o->timeout_s * 1e9)) {
+            note_error(b, E_CONNECT, "no connection within %.3g s", o->timeout_s);
+            b->stopping = 1;
+            drain_until = t;
         }
         if (b->stopping && (b->in_flight == 0 || t >= drain_until))
             break;
@@ -671,9 +1130,12 @@ int bench_run(const bench_opts *o)
         }
     }
     uint64_t t_fin = now_ns();
-    for (unsigned i = 0; i < o->connections; i++)
-        if (b->c[i].state == C_SENDING || b->c[i].state == C_WAITING)
+    for (unsigned i = 0; i < o->connections; i++) {
+        unsigned lost = b->frames ? b->c[i].n_inflight
+                                  : b->c[i].state == C_SENDING || b->c[i].state == C_WAITING;
+        for (unsigned k = 0; k < lost; k++)
             note_error(b, E_TIMEOUT, "no response by the end of the run");
+    }
     double window_s;
     if (o->duration_s > 0)
         window_s = o->duration_s;
@@ -690,6 +1152,9 @@ out:
             if (b->c[i].fd >= 0)
                 close(b->c[i].fd);
             free(b->c[i].rx);
+            free(b->c[i].tx);
+            free(b->c[i].slots);
+            free(b->c[i].free_slots);
         }
     if (b->v)
         for (unsigned k = 0; k < o->variants; k++) {

@@ -114,14 +114,16 @@ int httpc_connect(const httpc_url *u, int nonblock)
 /* ---- requests ----------------------------------------------------------- */
 
 char *httpc_format_request(const httpc_url *u, const char *method, const char *path,
-                           const char *api_key, const char *ctype, const void *body,
-                           size_t body_len, size_t *len)
+                           const char *api_key, const char *extra, const char *ctype,
+                           const void *body, size_t body_len, size_t *len)
 {
     char head[2048];
     int n = snprintf(head, sizeof head, "%s %s%s HTTP/1.1\r\nHost: %s\r\n", method, u->prefix,
                      path, u->hostport);
     if (api_key)
         n += snprintf(head + n, sizeof head - (size_t)n, "Authorization: Bearer %s\r\n", api_key);
+    if (extra && n >= 0 && (size_t)n < sizeof head)
+        n += snprintf(head + n, sizeof head - (size_t)n, "%s", extra);
     if (body) {
         if (ctype)
             n += snprintf(head + n, sizeof head - (size_t)n, "Content-Type: %s\r\n", ctype);
@@ -150,6 +152,7 @@ void httpc_resp_init(httpc_resp *r)
 {
     memset(r, 0, sizeof *r);
     r->content_length = UINT64_MAX;
+    r->infer_header_len = UINT64_MAX;
     r->state = ST_HEAD;
 }
 
@@ -184,6 +187,21 @@ static int has_token(const char *v, size_t n, const char *t)
         if (e - s == tl && !strncasecmp(v + s, t, tl))
             return 1;
     }
+    return 0;
+}
+
+/* A decimal header value of 1..19 digits; -1 otherwise. */
+static int parse_decimal(const char *v, size_t vl, uint64_t *out)
+{
+    if (vl == 0 || vl > 19)
+        return -1;
+    uint64_t x = 0;
+    for (size_t i = 0; i < vl; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    *out = x;
     return 0;
 }
 
@@ -226,14 +244,9 @@ static int parse_head(httpc_resp *r, const char *buf, size_t head_len)
             ve--;
         size_t vl = (size_t)(ve - v);
         if (nl == 14 && !strncasecmp(line, "content-length", 14)) {
-            if (vl == 0 || vl > 19)
+            uint64_t cl;
+            if (parse_decimal(v, vl, &cl))
                 return HTTPC_EMALFORMED;
-            uint64_t cl = 0;
-            for (size_t i = 0; i < vl; i++) {
-                if (v[i] < '0' || v[i] > '9')
-                    return HTTPC_EMALFORMED;
-                cl = cl * 10 + (uint64_t)(v[i] - '0');
-            }
             if (r->content_length != UINT64_MAX && r->content_length != cl)
                 return HTTPC_EMALFORMED; /* two that disagree */
             r->content_length = cl;
@@ -244,6 +257,9 @@ static int parse_head(httpc_resp *r, const char *buf, size_t head_len)
             while (s > 0 && v[s - 1] != ',')
                 s--;
             r->chunked = has_token(v + s, vl - s, "chunked");
+        } else if (nl == 31 && !strncasecmp(line, "inference-header-content-length", 31)) {
+            if (parse_decimal(v, vl, &r->infer_header_len))
+                return HTTPC_EMALFORMED;
         } else if (nl == 10 && !strncasecmp(line, "connection", 10)) {
             conn_close |= has_token(v, vl, "close");
             conn_keep |= has_token(v, vl, "keep-alive");
@@ -494,13 +510,19 @@ static int attempt(httpc_client *c, const char *req, size_t req_len, httpc_resp 
     }
 }
 
+uint64_t httpc_client_infer_header_len(const httpc_client *c)
+{
+    return c->infer_header_len;
+}
+
 int httpc_client_request(httpc_client *c, const char *method, const char *path,
-                         const char *ctype, const void *body, size_t body_len, int *status,
-                         const char **resp_body, size_t *resp_len, char *err, size_t err_cap)
+                         const char *extra, const char *ctype, const void *body, size_t body_len,
+                         int *status, const char **resp_body, size_t *resp_len, char *err,
+                         size_t err_cap)
 {
     size_t req_len;
-    char *req = httpc_format_request(&c->url, method, path, c->api_key, ctype, body, body_len,
-                                     &req_len);
+    char *req = httpc_format_request(&c->url, method, path, c->api_key, extra, ctype, body,
+                                     body_len, &req_len);
     if (!req) {
         snprintf(err, err_cap, "out of memory");
         return -ENOMEM;
@@ -545,6 +567,7 @@ int httpc_client_request(httpc_client *c, const char *method, const char *path,
         goto out;
     }
     *status = r.status;
+    c->infer_header_len = r.infer_header_len;
     memmove(c->rx, c->rx + r.head_len, r.body_len);
     c->rx[r.body_len] = 0;
     *resp_body = c->rx;

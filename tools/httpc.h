@@ -54,13 +54,14 @@ int httpc_connect(const httpc_url *u, int nonblock);
 /*
  * Formats a complete request (HTTP/1.1, keep-alive) into a new malloc'd
  * buffer that the caller frees: "METHOD prefix+path HTTP/1.1", Host,
- * Authorization: Bearer api_key when api_key is non-NULL, Content-Type and
+ * Authorization: Bearer api_key when api_key is non-NULL, the header lines
+ * in extra when non-NULL (each "Name: value\r\n"), Content-Type and
  * Content-Length when body is non-NULL (ctype may be NULL), then the body.
  * Returns the buffer and its length in *len, or NULL when out of memory.
  */
 char *httpc_format_request(const httpc_url *u, const char *method, const char *path,
-                           const char *api_key, const char *ctype, const void *body,
-                           size_t body_len, size_t *len);
+                           const char *api_key, const char *extra, const char *ctype,
+                           const void *body, size_t body_len, size_t *len);
 
 /* ---- the response parser ------------------------------------------------ */
 
@@ -73,6 +74,8 @@ typedef struct httpc_resp {
     int chunked;        /* Transfer-Encoding ends in chunked */
     size_t head_len;    /* status line + headers + blank line; 0 until seen */
     uint64_t content_length; /* UINT64_MAX when absent */
+    uint64_t infer_header_len; /* Inference-Header-Content-Length (the OIP
+                                  binary tensor extension); UINT64_MAX when absent */
     size_t body_len;    /* the (decoded) body, at buf + head_len */
     /* private */
     int state;
@@ -110,6 +113,7 @@ typedef struct httpc_client {
     const char *api_key; /* borrowed; NULL for none */
     int timeout_ms;      /* per request */
     int fd;              /* -1 when not connected */
+    uint64_t infer_header_len; /* of the last response */
     char *rx;
     size_t rx_cap;
 } httpc_client;
@@ -127,5 +131,10 @@ void httpc_client_fini(httpc_client *c);
  * retried once on a fresh connection.
  */
 int httpc_client_request(httpc_client *c, const char *method, const char *path,
-                         const char *ctype, const void *body, size_t body_len, int *status,
-                         const char **resp_body, size_t *resp_len, char *err, size_t err_cap);
+                         const char *extra, const char *ctype, const void *body, size_t body_len,
+                         int *status, const char **resp_body, size_t *resp_len, char *err,
+                         size_t err_cap);
+
+/* The last response's Inference-Header-Content-Length; UINT64_MAX when it
+ * had none. */
+uint64_t httpc_client_infer_header_len(const httpc_client *c);

@@ -35,13 +35,13 @@ struct lnbin {
     size_t in_off, in_len, in_cap;
 };
 
-static int connect_unix(const char *path)
+static int connect_unix(const char *path, int nonblock)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof sa.sun_path)
         return -ENAMETOOLONG;
     strcpy(sa.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
     if (fd < 0)
         return -errno;
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
@@ -52,7 +52,7 @@ static int connect_unix(const char *path)
     return fd;
 }
 
-static int connect_tcp(const char *hostport)
+static int connect_tcp(const char *hostport, int nonblock)
 {
     char host[256];
     const char *colon = strrchr(hostport, ':');
@@ -70,12 +70,12 @@ static int connect_tcp(const char *hostport)
         return -EHOSTUNREACH;
     int fd = -ECONNREFUSED;
     for (struct addrinfo *a = res; a; a = a->ai_next) {
-        fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
         if (fd < 0) {
             fd = -errno;
             continue;
         }
-        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 || (nonblock && errno == EINPROGRESS))
             break;
         int e = errno;
         close(fd);
@@ -89,14 +89,17 @@ static int connect_tcp(const char *hostport)
     return fd;
 }
 
+int lnbin_dial(const char *addr, int nonblock)
+{
+    if (!strncmp(addr, "unix:", 5))
+        return connect_unix(addr + 5, nonblock);
+    return connect_tcp(!strncmp(addr, "tcp:", 4) ? addr + 4 : addr, nonblock);
+}
+
 int lnbin_connect(const char *addr, lnbin **out)
 {
     *out = NULL;
-    int fd;
-    if (!strncmp(addr, "unix:", 5))
-        fd = connect_unix(addr + 5);
-    else
-        fd = connect_tcp(!strncmp(addr, "tcp:", 4) ? addr + 4 : addr);
+    int fd = lnbin_dial(addr, 0);
     if (fd < 0)
         return fd;
     lnbin *c = calloc(1, sizeof(*c));
@@ -212,6 +215,22 @@ static int scan(const lnbin *c, frame_header *h, size_t *k)
     return frame_scan(c->in + c->in_off, c->in_len - c->in_off, &client_limits, h, k);
 }
 
+int lnbin_parse(const uint8_t *buf, size_t len, lnbin_response *out, size_t *frame_bytes)
+{
+    size_t k;
+    int rc = frame_scan(buf, len, &client_limits, &out->h, &k);
+    if (rc < 0)
+        return -EPROTO;
+    if (rc != FRAME_READY)
+        return 0;
+    char msg[FRAME_MSG_MAX];
+    if (frame_decode_response(&out->h, buf + FRAME_HEADER_BYTES, out->h.body_len, &out->r, msg) !=
+        LNS_OK)
+        return -EPROTO;
+    *frame_bytes = k;
+    return 1;
+}
+
 int lnbin_has_frame(const lnbin *c)
 {
     frame_header h;
@@ -223,17 +242,16 @@ int lnbin_recv(lnbin *c, lnbin_response *out)
 {
     for (;;) {
         size_t k;
-        int rc = scan(c, &out->h, &k);
+        int rc = lnbin_parse(c->in + c->in_off, c->in_len - c->in_off, out, &k);
         if (rc < 0)
-            return -EPROTO;
-        if (rc == FRAME_READY) {
-            char msg[FRAME_MSG_MAX];
-            const uint8_t *body = c->in + c->in_off + FRAME_HEADER_BYTES;
+            return rc;
+        if (rc == 1) {
             c->in_off += k;
-            if (frame_decode_response(&out->h, body, out->h.body_len, &out->r, msg) != LNS_OK)
-                return -EPROTO;
             return 0;
         }
+        /* the frame's size, once its header is in: read at least that much */
+        frame_header h;
+        scan(c, &h, &k);
         /* Need more: compact, make room (at least the frame), read. */
         if (c->in_off) {
             memmove(c->in, c->in + c->in_off, c->in_len - c->in_off);

@@ -22,6 +22,13 @@ typedef struct lnbin lnbin;
  * name). TCP_NODELAY is set. 0 with *out, or a negative errno. */
 int lnbin_connect(const char *addr, lnbin **out);
 
+/* The socket lnbin_connect would use, for callers that drive it themselves
+ * (lnctl bench's epoll loop): the fd, or a negative errno. When nonblock,
+ * the socket is non-blocking and a TCP connect may still be in progress
+ * (wait for writability, then read SO_ERROR); a Unix connect completes or
+ * fails at once. */
+int lnbin_dial(const char *addr, int nonblock);
+
 /* Closes the socket and frees. NULL is a no-op. */
 void lnbin_close(lnbin *c);
 
@@ -44,6 +51,14 @@ typedef struct lnbin_response {
     frame_header h;
     frame_response r; /* borrows the client's buffer until the next lnbin_recv */
 } lnbin_response;
+
+/*
+ * Frames and decodes one response from buf[0, len), which starts at a
+ * frame boundary. Pure: no I/O, no allocation; out->r borrows buf.
+ * Returns 1 with *frame_bytes = K (the frame is buf[0, K)), 0 when more
+ * bytes are needed, -EPROTO for a malformed frame (close the connection).
+ */
+int lnbin_parse(const uint8_t *buf, size_t len, lnbin_response *out, size_t *frame_bytes);
 
 /* Reads one response frame. 0; -ECONNRESET at end of stream; -EPROTO for
  * a malformed frame; another negative errno from read(2). */
