@@ -20,13 +20,18 @@
 extern "C" {
 #endif
 
-/* Bytes f32text_print may write: "-1.2345678e-45" is the longest (15). */
-#define F32TEXT_MAX 16
+/* The longest text f32text_print returns: "-1.2345678e-45" (15). */
+#define F32TEXT_LEN_MAX 15
+
+/* Bytes f32text_print may write at dst: its fixed-size copies reach past
+ * the text (at most 27 bytes in all); the caller writes over the rest. */
+#define F32TEXT_MAX 32
 
 /*
  * Writes finite v (the caller checks: JSON has no NaN or infinity) into dst
- * (at least F32TEXT_MAX bytes) as a JSON number and returns its length; no
- * NUL is written. The digits are the shortest that parse back to v's exact
+ * (at least F32TEXT_MAX bytes) as a JSON number and returns its length, at
+ * most F32TEXT_LEN_MAX; no NUL is written, and bytes past the length may
+ * have been written too. The digits are the shortest that parse back to v's exact
  * bits. The text always reads as a real, never an integer: "1.0", "-0.0",
  * "0.5", "1.5e-7", "3.4028235e38", so that parsers which keep JSON
  * integers apart (jansson, Python) keep the value a float and -0 keeps its

@@ -1488,11 +1488,13 @@ static void buf_put_size(buf *b, size_t v)
 static void buf_put_array(buf *b, const float *v, size_t count, oip_dtype dt)
 {
     enum { F64TEXT_MAX = 32 }; /* "-1.2345678901234567e-45" and ".0" */
-    size_t per = dt == OIP_DT_FP64 ? F64TEXT_MAX : F32TEXT_MAX;
+    /* Each value advances at most per + 1 bytes (with its comma); the last
+     * one's writes may reach F32TEXT_MAX past its start (f32text.h). */
+    size_t per = dt == OIP_DT_FP64 ? F64TEXT_MAX : F32TEXT_LEN_MAX;
     char *o;
 
-    if (count > (SIZE_MAX - 2) / (per + 1) ||
-        buf_reserve(b, count * (per + 1) + 2) != 0) {
+    if (count > (SIZE_MAX - 2 - F32TEXT_MAX) / (per + 1) ||
+        buf_reserve(b, count * (per + 1) + 2 + F32TEXT_MAX) != 0) {
         b->failed = 1;
         return;
     }

@@ -26,7 +26,7 @@ int main(void)
         if (!isfinite(v))
             continue;
         n = f32text_print(buf, v);
-        if (n > F32TEXT_MAX || f32text_parse(buf, buf + n, &got) != buf + n) {
+        if (n > F32TEXT_LEN_MAX || f32text_parse(buf, buf + n, &got) != buf + n) {
             bad++;
             continue;
         }

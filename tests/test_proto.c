@@ -818,7 +818,7 @@ static void test_f32text_roundtrip(void **state)
         const char *end;
         int prec;
 
-        assert_true(n > 0 && n <= F32TEXT_MAX);
+        assert_true(n > 0 && n <= F32TEXT_LEN_MAX);
         buf[n] = '\0';
         if (!json_number_ok(buf, n) || !strpbrk(buf, ".e")) {
             print_error("0x%08" PRIx32 " printed as \"%s\"\n", f32_bits(v),
