@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -268,7 +269,22 @@ static int draining(const uring_server *s)
     return s->drain_seen;
 }
 
-/* Closes c when it has nothing left to do. */
+/* Bytes the client sent that the kernel holds for c and no recv has
+ * taken yet. */
+static int conn_unread(const conn *c)
+{
+    int n = 0;
+    return ioctl(c->fd, FIONREAD, &n) == 0 && n > 0;
+}
+
+/* Closes c when it has nothing left to do (sync_conn only). While
+ * draining, an idle connection is closed only once nothing the client sent
+ * can still be on its way in: bytes unread in its socket stay until the
+ * recv brings them in and they are answered (shutting down, then closed),
+ * and while completions wait in the ring (one may be a recv holding this
+ * connection's bytes) c is looked at again after them. Closing it earlier
+ * would reset a request the client had already sent. The drain timeout
+ * bounds the wait. */
 static void conn_maybe_close(conn *c)
 {
     if (c->closed)
@@ -278,8 +294,19 @@ static void conn_maybe_close(conn *c)
         return;
     }
     int idle = c->n_inflight == 0 && !c->out_head && !c->sending;
-    if (idle && (c->eof || c->close_after || draining(c->s)))
+    if (!idle)
+        return;
+    if (c->eof || c->close_after) {
         conn_close(c);
+    } else if (draining(c->s)) {
+        if (conn_unread(c))
+            return; /* the armed recv brings it in: c gets dirty again */
+        if (io_uring_cq_ready(&c->s->ring)) {
+            mark_dirty(c);
+            return;
+        }
+        conn_close(c);
+    }
 }
 
 static void out_push(conn *c, outbuf *o)

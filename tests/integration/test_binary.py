@@ -691,6 +691,51 @@ def sigterm_drains(srv, rng):
     assert not os.path.exists(s2.sock), "unix socket left behind"
 
 
+@test
+def sigterm_answers_what_was_sent(srv, rng):
+    """A frame sent just before SIGTERM on an accepted, idle connection is
+    answered (ok or shutting_down), never cut off: the drain must not close
+    a connection whose bytes are still unread in its socket or waiting in
+    the ring. Racy by nature, so several rounds of 8 connections."""
+    rows = rand_rows(rng, 1, 4096)
+    big = rand_rows(rng, 32, 4096)
+    outcomes = {"ok": 0, "shutting_down": 0}
+    for _ in range(4):
+        s2 = Server("--workers", "1")
+        busy = s2.tcp()
+        conns = [s2.tcp() for _ in range(8)]
+        for i, conn in enumerate(conns + [busy]):
+            conn.send(frame(PING, 500 + i))
+            assert conn.recv()[2] == 500 + i
+        # 20 MB on one connection keeps the loop busy, so the small frames
+        # sent next may still be unread (or in the ring) when SIGTERM lands.
+        burst = b"".join(infer_frame(100 + i, big, mask=RADIUS) for i in range(40))
+        sender = threading.Thread(target=busy.s.sendall, args=(burst,))
+        sender.start()
+        for i, conn in enumerate(conns):
+            conn.send(infer_frame(i, rows))
+        s2.proc.send_signal(signal.SIGTERM)
+        seen = set()
+        while True:
+            r = busy.recv()
+            if r is None:
+                break
+            assert r[2] not in seen and r[3] in outcomes, r[:5]
+            seen.add(r[2])
+        sender.join(60)
+        assert seen == set(range(100, 140)), sorted(set(range(100, 140)) - seen)
+        for i, conn in enumerate(conns):
+            r = conn.recv()
+            assert r is not None, f"connection {i}: closed without an answer"
+            assert r[2] == i and r[3] in outcomes, r[:5]
+            outcomes[r[3]] += 1
+            assert conn.eof(), f"connection {i} not closed by the drain"
+            conn.close()
+        assert s2.proc.wait(timeout=60) == 0
+        s2.stop()
+    print(f"    outcomes: {outcomes}")
+
+
 def main():
     global BINARY
     ap = argparse.ArgumentParser()
