@@ -12,16 +12,8 @@ void ln_depth_condition(const ln_params *p, const float *x, size_t n_rows, float
     for (size_t r = 0; r < n_rows; r++) {
         double one_minus_rho2 = 0, worst = 1;
         for (size_t k = 0; k < G; k++) {
-            const float *xg = x + r * p->n + k * gs;
-            double m = 0, v = 0;
-            if (p->kind == LN_KIND_LAYERNORM) {
-                for (size_t i = 0; i < gs; i++)
-                    m += xg[i];
-                m /= (double)gs;
-            }
-            for (size_t i = 0; i < gs; i++)
-                v += ((double)xg[i] - m) * ((double)xg[i] - m);
-            v /= (double)gs;
+            double m, v; /* rmsnorm: m = 0, v = mean(x^2) */
+            ln_ref_group_moments(p->kind, x + r * p->n + k * gs, gs, &m, &v);
             /* v + eps == 0 (constant group, eps 0): the output is the
              * bias, at the centre: depth 1 (delta 1). */
             one_minus_rho2 += v + eps > 0 ? eps / (v + eps) : 1.0;
@@ -49,19 +41,14 @@ void ln_jacobian_nonlinearity(const ln_params *p, const float *x, size_t n_rows,
         for (size_t k = 0; k < G; k++) {
             const float *xg = x + r * p->n + k * n;
             const float *g = p->gain ? p->gain + k * n : NULL;
-            double m = 0, s2 = 0, sg2 = 0, sgd2 = 0;
-            if (is_ln) {
-                for (size_t i = 0; i < n; i++)
-                    m += xg[i];
-                m /= dn;
-            }
+            double m, v, sg2 = 0, sgd2 = 0; /* rmsnorm: m = 0, v = mean(x^2) */
+            ln_ref_group_moments(p->kind, xg, n, &m, &v);
             for (size_t i = 0; i < n; i++) {
                 double d = (double)xg[i] - m, g2 = g ? (double)g[i] * g[i] : 1.0;
-                s2 += d * d;
                 sg2 += g2;
                 sgd2 += g2 * d * d;
             }
-            double v = s2 / dn, den = v + eps;
+            double s2 = dn * v, den = v + eps;
             if (!(den > 0))
                 continue; /* constant group, eps 0: y = b, no slope */
             double rho2 = v / den, c = rho2 * (2 - rho2);

@@ -94,6 +94,11 @@ static const char *const output_names[OIP_OUT_COUNT] = {
     [OIP_OUT_NONLINEARITY] = "nonlinearity",
 };
 
+/* output_names[] as a list, for the errors that name what was expected. */
+#define OUTPUT_LIST                                                            \
+    "output, mean, rstd, radius, depth, condition, plane_residual, axes, " \
+    "jacobian_fro, nonlinearity"
+
 const char *oip_output_name(oip_output o)
 {
     if ((unsigned)o >= OIP_OUT_COUNT)
@@ -595,9 +600,7 @@ static lns_status decode_outputs(const json_t *root, const oip_model_info *m,
         name = json_object_get(o, "name");
         if (!name)
             return fail(err, LNS_EBADREQ,
-                        "outputs[%zu].name: missing (expected one of output, "
-                        "mean, rstd, radius, depth, condition, plane_residual, axes, "
-                        "jacobian_fro, nonlinearity)",
+                        "outputs[%zu].name: missing (expected one of " OUTPUT_LIST ")",
                         i);
         if (!json_is_string(name))
             return fail(err, LNS_EBADREQ,
@@ -610,8 +613,7 @@ static lns_status decode_outputs(const json_t *root, const oip_model_info *m,
         if (k == OIP_OUT_COUNT)
             return fail(err, LNS_EBADREQ,
                         "outputs[%zu].name: unknown output \"%s\" (expected "
-                        "one of output, mean, rstd, radius, depth, condition, "
-                        "plane_residual, axes, jacobian_fro, nonlinearity)",
+                        "one of " OUTPUT_LIST ")",
                         i, echo(q, nm));
         for (size_t j = 0; j < req->n_outputs; j++)
             if (req->outputs[j] == (oip_output)k)
