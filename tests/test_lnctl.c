@@ -645,6 +645,21 @@ static void test_httpc_url_and_request(void **state)
     assert_string_equal(req, "POST /p/i HTTP/1.1\r\nHost: h:1\r\n"
                              "Inference-Header-Content-Length: 2\r\nContent-Length: 4\r\n\r\n{}xy");
     free(req);
+    /* Header lines past the 2 KiB head (an over-long API key) are refused,
+     * never written past it (ASan would catch the overflow this guards). */
+    char key[3000];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = 0;
+    assert_null(httpc_format_request(&u, "POST", "/v2/x", key, NULL, "application/json", "{}", 2,
+                                     &len));
+    key[1960] = 0; /* fits, but the lines after it do not */
+    assert_null(httpc_format_request(&u, "POST", "/v2/x", key, "X-Extra: 1\r\n",
+                                     "application/json", "{}", 2, &len));
+    key[100] = 0;
+    req = httpc_format_request(&u, "GET", "/v2", key, NULL, NULL, NULL, 0, &len);
+    assert_non_null(req);
+    assert_int_equal(len, strlen(req));
+    free(req);
 }
 
 static void test_httpc_infer_header_len(void **state)

@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -113,30 +114,47 @@ int httpc_connect(const httpc_url *u, int nonblock)
 
 /* ---- requests ----------------------------------------------------------- */
 
+/* Appends to head[0..*n) within cap; once a line does not fit (or snprintf
+ * fails), *n is set to cap and every later call does nothing, so no
+ * offset ever passes the buffer. */
+static void head_add(char *head, size_t cap, size_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void head_add(char *head, size_t cap, size_t *n, const char *fmt, ...)
+{
+    if (*n >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(head + *n, cap - *n, fmt, ap);
+    va_end(ap);
+    *n = k < 0 || (size_t)k >= cap - *n ? cap : *n + (size_t)k;
+}
+
 char *httpc_format_request(const httpc_url *u, const char *method, const char *path,
                            const char *api_key, const char *extra, const char *ctype,
                            const void *body, size_t body_len, size_t *len)
 {
     char head[2048];
-    int n = snprintf(head, sizeof head, "%s %s%s HTTP/1.1\r\nHost: %s\r\n", method, u->prefix,
-                     path, u->hostport);
+    size_t n = 0;
+    head_add(head, sizeof head, &n, "%s %s%s HTTP/1.1\r\nHost: %s\r\n", method, u->prefix,
+             path, u->hostport);
     if (api_key)
-        n += snprintf(head + n, sizeof head - (size_t)n, "Authorization: Bearer %s\r\n", api_key);
-    if (extra && n >= 0 && (size_t)n < sizeof head)
-        n += snprintf(head + n, sizeof head - (size_t)n, "%s", extra);
+        head_add(head, sizeof head, &n, "Authorization: Bearer %s\r\n", api_key);
+    if (extra)
+        head_add(head, sizeof head, &n, "%s", extra);
     if (body) {
         if (ctype)
-            n += snprintf(head + n, sizeof head - (size_t)n, "Content-Type: %s\r\n", ctype);
-        n += snprintf(head + n, sizeof head - (size_t)n, "Content-Length: %zu\r\n", body_len);
+            head_add(head, sizeof head, &n, "Content-Type: %s\r\n", ctype);
+        head_add(head, sizeof head, &n, "Content-Length: %zu\r\n", body_len);
     }
-    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
-    if (n < 0 || (size_t)n >= sizeof head)
+    head_add(head, sizeof head, &n, "\r\n");
+    if (n >= sizeof head) /* a header did not fit: an over-long API key or URL */
         return NULL;
-    size_t total = (size_t)n + (body ? body_len : 0);
+    size_t total = n + (body ? body_len : 0);
     char *out = malloc(total + 1);
     if (!out)
         return NULL;
-    memcpy(out, head, (size_t)n);
+    memcpy(out, head, n);
     if (body)
         memcpy(out + n, body, body_len);
     out[total] = 0;
