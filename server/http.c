@@ -115,7 +115,6 @@ struct http_req {
     route ep;           /* for metrics; EP_OTHER until routed */
     unsigned status;    /* HTTP status queued; 0 = none yet */
     uint64_t t_start_ns; /* first call of the handler */
-    uint64_t t_push_ns;  /* jobs pushed */
     uint64_t queue_ns;   /* written by the worker running jobs[0]: push to start */
     uint64_t decode_ns;
     atomic_uint_fast64_t compute_ns; /* summed over jobs */
@@ -384,7 +383,7 @@ static void infer_job_run(job *j, job_times *t)
     ln_diag d = {.mean = v.mean, .rstd = v.rstd, .radius = v.radius};
     uint64_t t0 = metrics_now_ns();
     if (ij == &r->jobs[0])
-        r->queue_ns = t0 - r->t_push_ns;
+        r->queue_ns = t0 - j->queued_ns;
     /* The opt-in diagnostics (core/diag.h): depth and condition from the
      * inputs, before the kernel overwrites them in place ... */
     if (r->want[OIP_OUT_DEPTH] || r->want[OIP_OUT_CONDITION])
@@ -399,7 +398,6 @@ static void infer_job_run(job *j, job_times *t)
         ln_axis_coords(&r->params, m->axes, m->semi_axes, r->req.axes_k, x, rows, v.axes);
     uint64_t dt = metrics_now_ns() - t0;
     atomic_fetch_add_explicit(&r->compute_ns, dt, memory_order_relaxed);
-    metrics_worker_busy(r->s->mx, dt);
     t->infer_ns += dt;
     /* acq_rel: our writes to data/diag/queue_ns/compute_ns are released to
      * the last worker, which acquires everyone's before encoding. */
@@ -494,9 +492,9 @@ static enum MHD_Result infer_start(http_req *r)
                           queue_depth(s->q));
 
     r->state = ST_COMPUTING;
-    r->t_push_ns = metrics_now_ns();
+    uint64_t t_push = metrics_now_ns();
     for (size_t i = 0; i < n_jobs; i++)
-        r->jobs[i].base.queued_ns = r->t_push_ns;
+        r->jobs[i].base.queued_ns = t_push;
     atomic_fetch_add_explicit(&s->suspended, 1, memory_order_relaxed);
     MHD_suspend_connection(r->conn);
     /* The queue's release/acquire pair publishes r to the workers. After

@@ -131,7 +131,6 @@ struct bin_req {
     int model;   /* metrics index */
     size_t bytes_in;
     uint64_t t_start_ns; /* its frame handled (loop) */
-    uint64_t t_push_ns;  /* its jobs pushed (loop) */
     uint64_t decode_ns;  /* checks and the copy into x (loop) */
     uint64_t queue_ns;   /* written by the worker running jobs[0] */
     atomic_uint_fast64_t compute_ns; /* summed over the jobs */
@@ -375,11 +374,10 @@ static void bin_job_run(job *j, job_times *t)
     float *x = r->x + bj->row0 * N;
     uint64_t t0 = metrics_now_ns();
     if (bj == &r->jobs[0])
-        r->queue_ns = t0 - r->t_push_ns;
+        r->queue_ns = t0 - bj->base.queued_ns;
     ln_rows(&r->params, x, x, bj->row1 - bj->row0, &d);
     uint64_t dt = metrics_now_ns() - t0;
     atomic_fetch_add_explicit(&r->compute_ns, dt, memory_order_relaxed);
-    metrics_worker_busy(r->s->mx, dt);
     t->infer_ns += dt;
     /* acq_rel: each job's writes to x and diag are released to the last
      * worker, which acquires them all before encoding. */
@@ -589,9 +587,9 @@ static lns_status bin_infer_start(conn *c, const frame_header *h, const uint8_t 
     c->n_inflight++;
     s->inflight++;
     c->refs++; /* the request's; dropped in bin_done */
-    r->t_push_ns = metrics_now_ns();
+    uint64_t t_push = metrics_now_ns();
     for (size_t i = 0; i < n_jobs; i++)
-        r->jobs[i].base.queued_ns = r->t_push_ns;
+        r->jobs[i].base.queued_ns = t_push;
     /* The queue's release/acquire publishes r to the workers. After the
      * last push r belongs to them: don't touch it. */
     for (size_t i = 0; i < n_jobs; i++)

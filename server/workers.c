@@ -99,6 +99,7 @@ static void *worker_main(void *arg)
         self->items[0] = first;
         batch_result b = batch_gather(&src, &pol, self->items, first->n_rows, first->queued_ns);
         size_t n_parts = 0;
+        uint64_t busy_ns = 0;
         for (size_t i = 0; i < b.n_items; i++) {
             job *j = self->items[i];
             /* The header is read before run: afterwards j may be gone. */
@@ -116,7 +117,10 @@ static void *worker_main(void *arg)
             self->parts[k].input_ns += input_ns;
             self->parts[k].infer_ns += t.infer_ns;
             self->parts[k].output_ns += t.output_ns;
+            busy_ns += t.infer_ns;
         }
+        /* One add to the shared counter per batch, not per job. */
+        metrics_worker_busy(w->mx, busy_ns);
         /* One model execution per model in the batch (Triton's
          * execution_count and batch_stats). */
         for (size_t k = 0; k < n_parts; k++)
