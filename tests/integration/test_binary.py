@@ -657,11 +657,11 @@ def sigterm_drains(srv, rng):
     for conn, pid in ((c, 1000), (u, 1001), (idle, 1002)):
         conn.send(frame(PING, pid))
         assert conn.recv()[2] == pid
-    # u's small frame first: behind c's 20 MB it could still sit unread in
-    # its socket when SIGTERM comes (seen under TSan on a loaded machine),
-    # and the drain closes a connection with nothing in flight.
-    u.send(infer_frame(99, rows[:1]))
     c.send(b"".join(infer_frame(i, rows, mask=RADIUS) for i in range(40)))
+    # Behind c's 20 MB, u's frame may still be unread in its socket when
+    # SIGTERM comes (seen under TSan on a loaded machine): it must still be
+    # answered, computed or "shutting_down", never cut off.
+    u.send(infer_frame(99, rows[:1]))
     time.sleep(0.05)
     s2.proc.send_signal(signal.SIGTERM)
     seen = {}
@@ -678,7 +678,12 @@ def sigterm_drains(srv, rng):
             assert r[3] == "shutting_down", r
     assert set(seen) == set(range(40)), sorted(set(range(40)) - set(seen))
     assert list(seen.values()).count("ok") > 0, seen
-    check_infer(u.recv(), rows[:1])
+    ru = u.recv()
+    assert ru is not None and ru[2] == 99, "u's frame was not answered"
+    if ru[3] == "ok":
+        check_infer(ru, rows[:1])
+    else:
+        assert ru[3] == "shutting_down", ru[:5]
     assert idle.eof(), "idle connection not closed by the drain"
     rc = s2.proc.wait(timeout=60)
     assert rc == 0, rc
@@ -709,9 +714,13 @@ def sigterm_answers_what_was_sent(srv, rng):
             assert conn.recv()[2] == 500 + i
         # 20 MB on one connection keeps the loop busy, so the small frames
         # sent next may still be unread (or in the ring) when SIGTERM lands.
+        # The burst is wholly sent first: bytes a client is still writing
+        # when the drain closes an idle connection are the client's race,
+        # as on HTTP keep-alive, and not what this test is about.
         burst = b"".join(infer_frame(100 + i, big, mask=RADIUS) for i in range(40))
         sender = threading.Thread(target=busy.s.sendall, args=(burst,))
         sender.start()
+        sender.join(60)
         for i, conn in enumerate(conns):
             conn.send(infer_frame(i, rows))
         s2.proc.send_signal(signal.SIGTERM)
@@ -722,7 +731,6 @@ def sigterm_answers_what_was_sent(srv, rng):
                 break
             assert r[2] not in seen and r[3] in outcomes, r[:5]
             seen.add(r[2])
-        sender.join(60)
         assert seen == set(range(100, 140)), sorted(set(range(100, 140)) - seen)
         for i, conn in enumerate(conns):
             r = conn.recv()
