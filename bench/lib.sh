@@ -17,7 +17,7 @@
 # so a load generator that POSTs an inference request gets the same bytes
 # as a GET would: lnctl bench can drive nginx exactly as it drives lnserve.
 #
-#   . bench/nginx.sh
+#   . bench/lib.sh
 #   nginx_deps                       install wrk and nginx if missing
 #   nginx_start ROOT DIR CPU         serve ROOT; config, pid and logs in DIR;
 #                                    sets NGX_PORT and NGX_PID; 1 if it fails

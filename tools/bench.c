@@ -527,8 +527,10 @@ static int frames_queue(bench *b, conn *c, uint64_t t_start)
     sl->used = 1;
     uint8_t *f = c->tx + c->tx_len;
     memcpy(f, v->req, v->req_len);
-    for (int i = 0; i < 8; i++) /* request_id, little-endian at offset 16 (frame.md 1) */
-        f[16 + i] = (uint8_t)(sl->id >> (8 * i));
+    /* The variant's frame was encoded with flags 0 and id 0: only the id
+     * differs per request. */
+    frame_encode_header(f, FRAME_OP_INFER, 0, (uint32_t)(v->req_len - FRAME_HEADER_BYTES),
+                        sl->id);
     c->tx_len += v->req_len;
     c->n_inflight++;
     if (++b->next_variant == b->o->variants)

@@ -899,7 +899,6 @@ static int cmd_bench(const globals *g0, int argc, char **argv)
     clock_gettime(CLOCK_REALTIME, &ts);
     o.seed = (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec;
     int have_duration = 0;
-    int have_pipeline = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -930,7 +929,6 @@ static int cmd_bench(const globals *g0, int argc, char **argv)
                                    "connection",
                                    v, BENCH_PIPELINE_MAX);
             o.pipeline = (unsigned)u;
-            have_pipeline = 1;
         } else if (!strcmp(a, "--model")) {
             o.model = v;
         } else if (!strcmp(a, "--concurrency") || !strcmp(a, "-c")) {
@@ -979,7 +977,7 @@ static int cmd_bench(const globals *g0, int argc, char **argv)
     o.proto = g->proto;
     o.protocol = bench_proto_name(g->proto);
     o.addr = g->addr;
-    if (have_pipeline && o.pipeline > 1 && !frames(g))
+    if (o.pipeline > 1 && !frames(g))
         return usage_error("--pipeline %u: HTTP/1.1 keeps one request in flight per connection; "
                            "pipelining is for binary-tcp and binary-unix (use --concurrency)",
                            o.pipeline);

@@ -337,6 +337,8 @@ def test_binary_unreachable():
                          "bench", "--requests", "5", "--concurrency", "1", "--warmup", "0",
                          "--json", "--quiet")
     assert rc == 1, (rc, out, err)
+    d = json.loads(out)
+    assert d["errors"]["connect"] > 0 and d["ok"] == 0, d
 
 
 def frame_server(answer):
