@@ -7,14 +7,13 @@
  * tails:
  *   1. layernorm: one pass of float sums of t and t^2, t = x - c, around a
  *      shift c (the mean of the first 32 elements, in double), folded into
- *      doubles every LN_AVX512_FOLD floats (at most 16 terms per float
+ *      doubles every LN_AVX512_FOLD floats (at most 4 terms per float
  *      lane); when the shift is not within half a standard deviation of the
  *      mean, the exact two passes of MATH.md 6 (sum of x in double, then the
  *      centred squares around the two-float mean). rmsnorm sums x^2.
- *   2. y = fma(t, g, b), t = fma(x, r, -mr_hi) - mr_lo, with mr_hi + mr_lo
- *      = m * r in two floats (out_vec explains the rounding); the mr_lo
- *      subtraction is skipped when |mr_lo| < 2^-30. 2 or 3 vector operations
- *      an element instead of AVX2's 4.
+ *   2. y = d * (r * g) + b with d = x - m and s = r * g each carried in two
+ *      floats, as in ln_avx2.c's apply_vec: only the last FMA rounds at the
+ *      size of y. Same accuracy bound as AVX2 (tests/test_core.c).
  *   In cache the output pass of one group runs fused with the statistics
  *   pass of the next (fused_group), which took 768 x 64 from ~62 % to ~71 %
  *   of memcpy; 4096 x 64 did not move (its x, next x, g, b and y rows, 80 KiB,
@@ -41,8 +40,9 @@
 #include <stdint.h>
 
 /* Floats per fold of the float accumulators into doubles: 4 accumulators
- * x 16 lanes x 16 terms. */
-#define LN_AVX512_FOLD 1024
+ * x 16 lanes x 4 terms, as in ln_avx2.c (16 terms per lane let heavy-tailed
+ * rows reach 4 ulp there). */
+#define LN_AVX512_FOLD 256
 
 /*
  * Batches whose output is at least this big get non-temporal stores
@@ -182,43 +182,39 @@ static double sum_d2(const float *x, size_t len, float m_hi, float m_lo)
 enum {
     AP_GAIN = 1, /* multiply by g */
     AP_BIAS = 2, /* add b */
-    AP_LO = 4,   /* subtract m_lo too */
-    AP_NT = 8,   /* non-temporal stores from the first 64-byte boundary */
+    AP_NT = 4,   /* non-temporal stores from the first 64-byte boundary */
 };
 
 typedef struct apply_args {
     const float *x, *g, *b, *pf; /* pf: the next group's input, to prefetch */
     float *y;
     size_t len;
-    __m512 vh, vl, vr; /* -mr_hi, mr_lo, r */
+    __m512 vh, vl, rh, rl; /* m = m_hi + m_lo, rstd = r_hi + r_lo */
 } apply_args;
 
 /*
- * One vector of output at i, lanes in k (0xffff: a full vector):
- *   t = fma(x, r, -mr_hi) - mr_lo,  y = fma(t, g, b),
- * with mr_hi + mr_lo = m * r to ~2^-48 relative (computed in double). The
- * product x * r is exact inside the FMA and x * r - mr_hi is close to t, so
- * t carries one rounding relative to itself, like (x - m_hi) - m_lo did,
- * and the output costs 2 operations (3 with mr_lo) instead of 4: sub, sub,
- * r * g, FMA.
+ * One vector of output at i, lanes in k (0xffff: a full vector), with
+ * ln_avx2.c's arithmetic (apply_vec there explains it): y = d * s + b with
+ * d = x - m and s = r * g each carried in two floats, so that only the last
+ * FMA rounds at the size of y. 10 operations per 16 outputs.
  */
 static inline __attribute__((always_inline)) __m512
 out_vec(const apply_args *a, size_t i, __mmask16 k, int flags)
 {
-    __m512 t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a->x + i), a->vr, a->vh);
+    const __m512 xv = _mm512_maskz_loadu_ps(k, a->x + i);
+    const __m512 dh = _mm512_sub_ps(xv, a->vh);
+    const __m512 dl = _mm512_sub_ps(_mm512_sub_ps(_mm512_sub_ps(xv, dh), a->vh), a->vl);
+    __m512 s_hi = a->rh, s_lo = a->rl, lo;
 
-    if (flags & AP_LO)
-        t = _mm512_sub_ps(t, a->vl);
     if (flags & AP_GAIN) {
-        __m512 g = _mm512_maskz_loadu_ps(k, a->g + i);
+        const __m512 g = _mm512_maskz_loadu_ps(k, a->g + i);
 
-        if (flags & AP_BIAS)
-            return _mm512_fmadd_ps(t, g, _mm512_maskz_loadu_ps(k, a->b + i));
-        return _mm512_mul_ps(t, g);
+        s_hi = _mm512_mul_ps(a->rh, g);
+        s_lo = _mm512_fmadd_ps(a->rl, g, _mm512_fmsub_ps(a->rh, g, s_hi));
     }
-    if (flags & AP_BIAS)
-        return _mm512_add_ps(t, _mm512_maskz_loadu_ps(k, a->b + i));
-    return t;
+    lo = (flags & AP_BIAS) ? _mm512_fmadd_ps(dl, s_hi, _mm512_maskz_loadu_ps(k, a->b + i))
+                           : _mm512_mul_ps(dl, s_hi);
+    return _mm512_fmadd_ps(dh, s_hi, _mm512_fmadd_ps(dh, s_lo, lo));
 }
 
 static inline __attribute__((always_inline)) void apply_group(const apply_args *a, int flags)
@@ -320,7 +316,7 @@ static void fused_dispatch(const apply_args *a, int flags, const float *xn, floa
     }
 }
 
-/* The 16 instantiations of the output pass, one branch-free loop each. */
+/* The 8 instantiations of the output pass, one branch-free loop each. */
 static void apply_dispatch(const apply_args *a, int flags)
 {
     switch (flags) {
@@ -329,8 +325,6 @@ static void apply_dispatch(const apply_args *a, int flags)
         apply_group(a, f); \
         break;
         LN_CASE(0) LN_CASE(1) LN_CASE(2) LN_CASE(3) LN_CASE(4) LN_CASE(5) LN_CASE(6) LN_CASE(7)
-        LN_CASE(8) LN_CASE(9) LN_CASE(10) LN_CASE(11) LN_CASE(12) LN_CASE(13) LN_CASE(14)
-        LN_CASE(15)
 #undef LN_CASE
     }
 }
@@ -354,13 +348,13 @@ typedef struct group_out {
  * Statistics of the group at xg from its one-pass sums around the shift c,
  * and the output constants of a. As in ln_avx2.c: when c is not within half
  * a standard deviation of the mean (or a sum is NaN), the exact two passes
- * of MATH.md 6 instead. Returns the output pass's flags.
+ * of MATH.md 6 instead.
  */
-static int group_finish(const float *xg, size_t len, int is_ln, double eps, float c,
-                        double s1, double s2, group_out *o, apply_args *a)
+static void group_finish(const float *xg, size_t len, int is_ln, double eps, float c,
+                         double s1, double s2, group_out *o, apply_args *a)
 {
-    double mr, denom;
-    float r_out, mr_hi, mr_lo;
+    double denom;
+    float m_hi, m_lo;
 
     o->mean = 0.0;
     o->rstd = 0.0;
@@ -370,8 +364,6 @@ static int group_finish(const float *xg, size_t len, int is_ln, double eps, floa
         o->var = s2 / (double)len - shift * shift;
         o->mean = (double)c + shift;
         if (!(shift * shift <= 0.25 * o->var)) {
-            float m_hi, m_lo;
-
             o->mean = sum_x(xg, len) / (double)len;
             m_hi = (float)o->mean;
             m_lo = (float)(o->mean - (double)m_hi);
@@ -388,22 +380,14 @@ static int group_finish(const float *xg, size_t len, int is_ln, double eps, floa
     if (denom > 0.0)
         o->rstd = 1.0 / sqrt(denom);
     o->rstd_f = (float)o->rstd;
-    /*
-     * m * r as two floats for out_vec. A constant group (var == 0: every t
-     * or d was 0) gets r = 0 in the output pass, so y = b exactly even with
-     * eps > 0, where m * r in two floats would leave a residue of ~2^-48
-     * |m r|. A NaN var keeps r, and NaN propagates.
-     */
-    r_out = o->var == 0.0 ? 0.0f : o->rstd_f;
-    mr = o->mean * (double)r_out;
-    mr_hi = (float)mr;
-    mr_lo = (float)(mr - (double)mr_hi);
-    a->vh = _mm512_set1_ps(-mr_hi);
-    a->vl = _mm512_set1_ps(mr_lo);
-    a->vr = _mm512_set1_ps(r_out);
-    /* Dropping mr_lo moves an output by under 2^-30 |g|: 1/128 of an ulp
-     * at 1. NaN compares false and keeps it. */
-    return fabsf(mr_lo) < 0x1p-30f ? 0 : AP_LO;
+    m_hi = (float)o->mean;
+    m_lo = (float)(o->mean - (double)m_hi);
+    /* A constant group has mean == x exactly (c == x, t == 0), so every d
+     * is 0 and y = b whatever rstd is. */
+    a->vh = _mm512_set1_ps(m_hi);
+    a->vl = _mm512_set1_ps(m_lo);
+    a->rh = _mm512_set1_ps(o->rstd_f);
+    a->rl = _mm512_set1_ps((float)(o->rstd - (double)o->rstd_f));
 }
 
 void ln_rows_avx512(const ln_params *p, const float *x, float *y, size_t n_rows,
@@ -434,9 +418,9 @@ void ln_rows_avx512(const ln_params *p, const float *x, float *y, size_t n_rows,
         const float *xn = x + off + len;
         group_out o;
         apply_args a;
-        int flags;
+        const int flags = base_flags;
 
-        flags = base_flags | group_finish(x + off, len, is_ln, eps, c, s1, s2, &o, &a);
+        group_finish(x + off, len, is_ln, eps, c, s1, s2, &o, &a);
         a.x = x + off;
         a.y = y + off;
         a.g = p->gain ? p->gain + k * len : NULL;

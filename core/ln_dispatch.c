@@ -1,12 +1,11 @@
 /*
  * ln_dispatch.c -- picks the kernel once at start (ln_dispatch_init) and
  * runs it (ln_rows). Compiled without -mavx2: this file must run on any
- * x86-64, it only asks the CPU what it has. The default is AVX2 where the
- * CPU has it, else the reference: AVX2 meets the accuracy contract (4 ulp
- * of max(1, |y|) against the correctly rounded result, tests/test_core.c)
- * and AVX-512 does not yet (6 ulp measured on hard rows). AVX-512 is
- * faster on large batches (README "Measured") and stays available with
- * LNSERVE_KERNEL=avx512.
+ * x86-64, it only asks the CPU what it has. The default is the widest
+ * vector kernel the CPU has: AVX-512, else AVX2, else the reference. Both
+ * vector kernels meet the accuracy contract (4 ulp of max(1, |y|) against
+ * the correctly rounded result, tests/test_core.c); AVX-512 is faster in
+ * cache and from memory (README "Measured"). LNSERVE_KERNEL overrides.
  *
  * Thread rules: ln_dispatch_init is called from main before any worker
  * starts; ln_rows and ln_kernel_name may then be called from any thread.
@@ -52,9 +51,11 @@ int ln_dispatch_init(const char **why)
     const char *reason = NULL;
     int rc = 0;
 
-    /* Unset or empty: the most accurate vector kernel the CPU has. */
+    /* Unset or empty: the widest vector kernel the CPU has. */
     if (!want || !*want) {
-        if (ln_cpu_has_avx2())
+        if (ln_cpu_has_avx512())
+            fn = ln_rows_avx512;
+        else if (ln_cpu_has_avx2())
             fn = ln_rows_avx2;
     } else if (strcmp(want, "ref") == 0) {
         fn = ln_rows_ref;
