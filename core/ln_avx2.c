@@ -48,14 +48,6 @@
  * more frequent folds cost under 5 % at N = 4096 (bench/bench_kernel). */
 #define LN_AVX2_FOLD 256
 
-/*
- * Batches whose output is at least this big get non-temporal stores
- * (y != x only), as in ln_avx512.c: past every L2 and a good share of L3,
- * where the output would only evict the input. bench_kernel 4096 x 4096
- * (64 MiB), 3 interleaved runs on the EPYC VM: 70-76 % of memcpy without,
- * 82-97 % with.
- */
-#define LN_AVX2_NT_MIN_BYTES ((size_t)8 << 20)
 
 /* Lanes [0, rem) set, rem in 1..7: for the last partial vector of a group. */
 static inline __m256i tail_mask(size_t rem)
@@ -336,10 +328,11 @@ void ln_rows_avx2(const ln_params *p, const float *x, float *y, size_t n_rows,
     const size_t len = n / groups;
     const double eps = p->eps;
     const int is_ln = p->kind == LN_KIND_LAYERNORM;
-    /* Non-temporal stores for big out-of-place batches (LN_AVX2_NT_MIN_BYTES);
+    /* Non-temporal stores for out-of-place batches past half the L2
+     * (ln_nt_min_bytes, ln_internal.h);
      * y is 4-byte aligned in any valid program, the check keeps the
      * aligned-store loop honest if it is not. */
-    const int nt = y != x && n_rows * n * sizeof(float) >= LN_AVX2_NT_MIN_BYTES &&
+    const int nt = y != x && n_rows * n * sizeof(float) > ln_nt_min_bytes() &&
                    ((uintptr_t)y & 3u) == 0;
     size_t r, k;
 

@@ -23,10 +23,11 @@
  *   - pass 2 prefetches the next group's input, so the one read of the next
  *     row from memory overlaps the arithmetic on this one (the statistics
  *     pass otherwise waits on it alone);
- *   - when y != x and the batch writes at least LN_AVX512_NT_MIN_BYTES, the
- *     output goes out with non-temporal stores: no read-for-ownership of
- *     lines that are only written, and the input is not evicted by them.
- *     Below that size the output is better left in cache for its reader.
+ *   - when y != x and the batch writes more than ln_nt_min_bytes() (half
+ *     the L2), the output goes out with non-temporal stores: no
+ *     read-for-ownership of lines that are only written, and the input is
+ *     not evicted by them (ln_internal.h has the figures). Below that size
+ *     the output is better left in cache for its reader.
  * Any N >= 1 and any group size; pointers may be unaligned (the
  * non-temporal loop starts at the first 64-byte boundary of y); y == x
  * works because every pass reads an element before the output pass writes
@@ -44,14 +45,6 @@
  * rows reach 4 ulp there). */
 #define LN_AVX512_FOLD 256
 
-/*
- * Batches whose output is at least this big get non-temporal stores
- * (y != x only). Chosen with bench_kernel: at 4096 x 4096 (64 MiB) they take
- * the kernel from ~70 % to above memcpy's bandwidth; at 1-2 MiB, where the
- * output still fits in L2, they cost 20-40 %. 8 MiB is past any L2 and a
- * good share of a shared L3.
- */
-#define LN_AVX512_NT_MIN_BYTES ((size_t)8 << 20)
 
 /* Prefetch of the next group's input in the non-fused output pass. To L2:
  * T0, T1, T2 and none measured within noise of each other at 4096 x 64,
@@ -400,7 +393,7 @@ void ln_rows_avx512(const ln_params *p, const float *x, float *y, size_t n_rows,
     const int is_ln = p->kind == LN_KIND_LAYERNORM;
     /* y is a float pointer, so 4-byte aligned in any valid program; the
      * check keeps the aligned-store loop honest if it is not. */
-    const int nt = y != x && n_seg * len * sizeof(float) >= LN_AVX512_NT_MIN_BYTES &&
+    const int nt = y != x && n_seg * len * sizeof(float) > ln_nt_min_bytes() &&
                    ((uintptr_t)y & 3u) == 0;
     const int base_flags = (p->gain ? AP_GAIN : 0) | (p->bias ? AP_BIAS : 0);
     double frac_sum = 0.0, s1, s2;

@@ -17,10 +17,12 @@
  * must not race with ln_rows in production, but would not corrupt it.
  */
 #include "ln.h"
+#include "ln_internal.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The reference until ln_dispatch_init picks; see the thread rules above. */
 static _Atomic(ln_rows_fn) chosen_kernel = ln_rows_ref;
@@ -101,4 +103,19 @@ void ln_rows(const ln_params *p, const float *x, float *y, size_t n_rows,
     ln_rows_fn fn = atomic_load_explicit(&chosen_kernel, memory_order_relaxed);
 
     fn(p, x, y, n_rows, d);
+}
+
+size_t ln_nt_min_bytes(void)
+{
+    static _Atomic size_t cached;
+    size_t v = atomic_load_explicit(&cached, memory_order_relaxed);
+
+    if (v == 0) {
+        const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+
+        /* Racing first calls store the same value. */
+        v = l2 > 0 ? (size_t)l2 / 2 : (size_t)8 << 20;
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v;
 }
