@@ -4,7 +4,10 @@
  * ratios taken together mean much; PERF-NOTES.md).
  *
  * Shapes: 768 x 64 and 4096 x 64 rows (in cache), 4096 x 4096 (64 MiB in,
- * 64 MiB out: out of cache). Gain and bias on, diagnostics off. Bytes are
+ * 64 MiB out: out of cache). Gain and bias on, diagnostics off, except on
+ * the "+plane" rows: the same kernel with the plane residual on (fused
+ * into the output pass in avx512, a second pass in avx2), whose last
+ * column is its time over the kernel's alone. Bytes are
  * the row data read plus written (2 * rows * N * 4); gain and bias stay in
  * cache and are not counted. Buffers are allocated and touched once up
  * front, so no run pays for first-touch page faults. Each figure is the
@@ -19,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../core/diag.h"
 #include "../core/ln.h"
 
 #define REPS 7
@@ -33,6 +37,7 @@ typedef struct bench_ctx {
     const float *x;
     float *y;
     size_t rows;
+    const ln_diag *d; /* NULL: no diagnostics */
 } bench_ctx;
 
 static double now_ns(void)
@@ -54,7 +59,7 @@ static int cmp_double(const void *a, const void *b)
 static void run_once(const bench_ctx *c, ln_rows_fn fn)
 {
     if (fn)
-        fn(&c->p, c->x, c->y, c->rows, NULL);
+        fn(&c->p, c->x, c->y, c->rows, c->d);
     else
         memcpy(c->y, c->x, c->rows * c->p.n * sizeof(float));
 }
@@ -103,7 +108,8 @@ int main(void)
     const int has_avx2 = ln_cpu_has_avx2();
     const int has_avx512 = ln_cpu_has_avx512();
     size_t s, i, max_elems = 0;
-    float *x, *y, *g, *b;
+    float *x, *y, *g, *b, *plane;
+    double inv_gain[4096], plane_c[2];
     uint64_t state = 88172645463325252ull;
 
     for (s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
@@ -124,6 +130,7 @@ int main(void)
         g[i] = 1.0f + (float)(i % 7) * 0.01f;
         b[i] = (float)(i % 5) * 0.1f;
     }
+    plane = alloc_touched(4096);
 
     printf("bench_kernel: gain and bias on; GB/s counts row bytes read + written; "
            "median of %d reps\n",
@@ -133,14 +140,19 @@ int main(void)
     for (s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
         const shape sh = shapes[s];
         const double bytes = 2.0 * (double)(sh.n * sh.rows) * sizeof(float);
-        bench_ctx c = { { LN_KIND_LAYERNORM, sh.n, 1, 1e-5f, g, b }, x, y, sh.rows };
+        bench_ctx c = { { LN_KIND_LAYERNORM, sh.n, 1, 1e-5f, g, b }, x, y, sh.rows, NULL };
+        ln_diag pd;
         struct {
             const char *name;
             ln_rows_fn fn;
-        } kernels[] = { { "memcpy", NULL }, { "ref", ln_rows_ref },
-                        { "avx2", has_avx2 ? ln_rows_avx2 : NULL },
-                        { "avx512", has_avx512 ? ln_rows_avx512 : NULL } };
-        double copy_s = 0.0;
+            int plane;
+        } kernels[] = { { "memcpy", NULL, 0 },
+                        { "ref", ln_rows_ref, 0 },
+                        { "avx2", has_avx2 ? ln_rows_avx2 : NULL, 0 },
+                        { "+plane", has_avx2 ? ln_rows_avx2 : NULL, 1 },
+                        { "avx512", has_avx512 ? ln_rows_avx512 : NULL, 0 },
+                        { "+plane", has_avx512 ? ln_rows_avx512 : NULL, 1 } };
+        double copy_s = 0.0, alone_s = 0.0;
         char label[32];
         size_t k;
 
@@ -152,17 +164,27 @@ int main(void)
                 printf("%-12s %-7s %12s\n", label, kernels[k].name, "(not on this CPU)");
                 continue;
             }
+            ln_plane_inv_gain(&c.p, inv_gain);
+            ln_plane_consts(&c.p, inv_gain, plane_c);
+            pd = (ln_diag){ .plane = plane, .plane_w = inv_gain, .plane_c = plane_c };
+            c.d = kernels[k].plane ? &pd : NULL;
             sec = time_call(&c, kernels[k].fn);
             if (k == 0)
                 copy_s = sec;
-            printf("%-12s %-7s %12.2f %14.0f %9.2f %9.1f%%\n", label,
+            printf("%-12s %-7s %12.2f %14.0f %9.2f %9.1f%%", label,
                    kernels[k].name, sec * 1e6, (double)sh.rows / sec,
                    bytes / sec * 1e-9, copy_s / sec * 100.0);
+            if (kernels[k].plane)
+                printf("   %5.2fx alone", sec / alone_s);
+            else
+                alone_s = sec;
+            printf("\n");
         }
     }
     free(x);
     free(y);
     free(g);
     free(b);
+    free(plane);
     return 0;
 }

@@ -111,6 +111,24 @@ void ln_plane_residual(const ln_params *p, const double *inv_gain, const float *
     }
 }
 
+void ln_plane_consts(const ln_params *p, const double *inv_gain, double *c)
+{
+    size_t G = p->groups, gs = p->n / G;
+    for (size_t k = 0; k < G; k++) {
+        /* Neumaier sums: sum b w may cancel. */
+        double bw = 0, bw_c = 0, ww = 0;
+        for (size_t i = 0; i < gs; i++) {
+            double w = inv_gain ? inv_gain[k * gs + i] : 1.0;
+            double t = (p->bias ? (double)p->bias[k * gs + i] : 0.0) * w, s = bw + t;
+            bw_c += fabs(bw) >= fabs(t) ? (bw - s) + t : (t - s) + bw;
+            bw = s;
+            ww += w * w;
+        }
+        c[2 * k] = bw + bw_c;
+        c[2 * k + 1] = 1.0 / sqrt(ww);
+    }
+}
+
 void ln_axis_coords(const ln_params *p, const double *axes, const double *semi, size_t k,
                     const float *y, size_t n_rows, float *out)
 {

@@ -72,6 +72,15 @@ void ln_plane_residual(const ln_params *p, const double *inv_gain, const float *
  * all nonzero). */
 void ln_plane_inv_gain(const ln_params *p, double *inv_gain);
 
+/*
+ * The per-group constants of the fused plane residual (ln_diag.plane_c):
+ * c[2k] = sum_i b_i w_i and c[2k + 1] = 1 / sqrt(sum_i w_i^2) over group k,
+ * w = inv_gain (1 without gain), b = 0 without bias; in double with
+ * compensated sums. The kernel then needs only sum_i y_i w_i per row:
+ * residual = (sum y w - c[2k]) * c[2k + 1].
+ */
+void ln_plane_consts(const ln_params *p, const double *inv_gain, double *c);
+
 /* 1 when p is a layernorm whose gains are all nonzero (or absent). */
 int ln_plane_ok(const ln_params *p);
 

@@ -35,6 +35,7 @@
  * both. No allocation, no state, thread-safe.
  */
 #include "ln.h"
+#include "diag.h"
 #include "ln_internal.h"
 
 #include <immintrin.h>
@@ -429,6 +430,9 @@ void ln_rows_avx2(const ln_params *p, const float *x, float *y, size_t n_rows,
      * caller hands y to another thread. */
     if (nt)
         _mm_sfence();
+    /* A second pass here; the AVX-512 kernel fuses it. */
+    if (d && d->plane)
+        ln_plane_residual(p, d->plane_w, y, n_rows, d->plane);
 }
 
 double ln_plane_sum_avx2(const float *y, const float *b, const double *w, size_t len)

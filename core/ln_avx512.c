@@ -14,6 +14,10 @@
  *   2. y = d * (r * g) + b with d = x - m and s = r * g each carried in two
  *      floats, as in ln_avx2.c's apply_vec: only the last FMA rounds at the
  *      size of y. Same accuracy bound as AVX2 (tests/test_core.c).
+ *      With ln_diag.plane set, the same pass also sums y * (1/g) in double
+ *      for the plane residual (plane_add), so y is not read again; it
+ *      costs 1.3x (4096 x 4096) to 1.65x (768 x 64) the kernel alone,
+ *      against 2.2x to 3.3x for AVX2's second pass (bench/bench_kernel).
  *   In cache the output pass of one group runs fused with the statistics
  *   pass of the next (fused_group), which took 768 x 64 from ~62 % to ~71 %
  *   of memcpy; 4096 x 64 did not move (its x, next x, g, b and y rows, 80 KiB,
@@ -173,17 +177,55 @@ static double sum_d2(const float *x, size_t len, float m_hi, float m_lo)
 
 /* Flags of one output-pass instantiation, all compile-time constants. */
 enum {
-    AP_GAIN = 1, /* multiply by g */
-    AP_BIAS = 2, /* add b */
-    AP_NT = 4,   /* non-temporal stores from the first 64-byte boundary */
+    AP_GAIN = 1,  /* multiply by g */
+    AP_BIAS = 2,  /* add b */
+    AP_PLANE = 4, /* sum y * w in double for the plane residual */
+    AP_NT = 8,    /* non-temporal stores from the first 64-byte boundary */
 };
 
 typedef struct apply_args {
     const float *x, *g, *b, *pf; /* pf: the next group's input, to prefetch */
+    const double *w;             /* AP_PLANE with AP_GAIN: 1 / g */
     float *y;
     size_t len;
     __m512 vh, vl, rh, rl; /* m = m_hi + m_lo, rstd = r_hi + r_lo */
 } apply_args;
+
+/*
+ * The plane residual's sum, fused: adds y_i * w_i (y_i without gain) of the
+ * lanes in k, widened to double, into acc[0] (lanes 0-7) and acc[1] (8-15).
+ * The widening and the product are exact, so each term carries one
+ * rounding of 2^-53; the bias enters once per group as sum b w
+ * (ln_plane_consts). 5 operations per 16 outputs, against a second pass
+ * over y, b and w.
+ */
+static inline __attribute__((always_inline)) void
+plane_add(__m512 yv, const apply_args *a, size_t i, __mmask16 k, int flags, __m512d *acc)
+{
+    const __mmask8 k0 = (__mmask8)k, k1 = (__mmask8)(k >> 8);
+    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(yv));
+    const __m512d hi =
+        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(yv), 1)));
+
+    if (!(flags & AP_PLANE))
+        return;
+    if (flags & AP_GAIN) {
+        acc[0] = _mm512_mask3_fmadd_pd(lo, _mm512_maskz_loadu_pd(k0, a->w + i), acc[0], k0);
+        acc[1] = _mm512_mask3_fmadd_pd(hi, _mm512_maskz_loadu_pd(k1, a->w + i + 8), acc[1], k1);
+    } else {
+        acc[0] = _mm512_mask_add_pd(acc[0], k0, acc[0], lo);
+        acc[1] = _mm512_mask_add_pd(acc[1], k1, acc[1], hi);
+    }
+}
+
+/* The sum of the 8 accumulators (4 pairs of plane_add) in a fixed order. */
+static inline double plane_total(const __m512d *acc)
+{
+    return _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(acc[0], acc[1]),
+                                              _mm512_add_pd(acc[2], acc[3]))) +
+           _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(acc[4], acc[5]),
+                                              _mm512_add_pd(acc[6], acc[7])));
+}
 
 /*
  * One vector of output at i, lanes in k (0xffff: a full vector), with
@@ -210,11 +252,20 @@ out_vec(const apply_args *a, size_t i, __mmask16 k, int flags)
     return _mm512_fmadd_ps(dh, s_hi, _mm512_fmadd_ps(dh, s_lo, lo));
 }
 
-static inline __attribute__((always_inline)) void apply_group(const apply_args *a, int flags)
+static inline __attribute__((always_inline)) double apply_group(const apply_args *ap,
+                                                                int flags)
 {
+    /* A local copy: stores through y cannot alias it, so its pointers and
+     * constants stay in registers (through ap they were reloaded after
+     * every store, which cost ~40 % in cache). */
+    const apply_args a_ = *ap, *a = &a_;
     const size_t len = a->len;
+    __m512d acc[8];
+    __m512 yv;
     size_t i = 0;
 
+    for (int q = 0; q < 8; q++)
+        acc[q] = _mm512_setzero_pd();
     if (flags & AP_NT) {
         /* Up to the first 64-byte boundary of y with ordinary stores. */
         size_t head = (size_t)((64u - ((uintptr_t)a->y & 63u)) & 63u) / sizeof(float);
@@ -222,26 +273,47 @@ static inline __attribute__((always_inline)) void apply_group(const apply_args *
         if (head > len)
             head = len;
         if (head) {
-            _mm512_mask_storeu_ps(a->y, tail_k(head), out_vec(a, 0, tail_k(head), flags));
+            yv = out_vec(a, 0, tail_k(head), flags);
+            _mm512_mask_storeu_ps(a->y, tail_k(head), yv);
+            plane_add(yv, a, 0, tail_k(head), flags, acc);
             i = head;
+        }
+        for (; i + 32 <= len; i += 32) {
+            LN_PF(a->pf + i);
+            LN_PF(a->pf + i + 16);
+            yv = out_vec(a, i, 0xffff, flags);
+            _mm512_stream_ps(a->y + i, yv);
+            plane_add(yv, a, i, 0xffff, flags, acc);
+            yv = out_vec(a, i + 16, 0xffff, flags);
+            _mm512_stream_ps(a->y + i + 16, yv);
+            plane_add(yv, a, i + 16, 0xffff, flags, acc + 2);
         }
         for (; i + 16 <= len; i += 16) {
             LN_PF(a->pf + i);
-            _mm512_stream_ps(a->y + i, out_vec(a, i, 0xffff, flags));
+            yv = out_vec(a, i, 0xffff, flags);
+            _mm512_stream_ps(a->y + i, yv);
+            plane_add(yv, a, i, 0xffff, flags, acc);
         }
     } else {
         for (; i + 32 <= len; i += 32) {
             LN_PF(a->pf + i);
             LN_PF(a->pf + i + 16);
-            _mm512_storeu_ps(a->y + i, out_vec(a, i, 0xffff, flags));
-            _mm512_storeu_ps(a->y + i + 16, out_vec(a, i + 16, 0xffff, flags));
+            yv = out_vec(a, i, 0xffff, flags);
+            _mm512_storeu_ps(a->y + i, yv);
+            plane_add(yv, a, i, 0xffff, flags, acc);
+            yv = out_vec(a, i + 16, 0xffff, flags);
+            _mm512_storeu_ps(a->y + i + 16, yv);
+            plane_add(yv, a, i + 16, 0xffff, flags, acc + 2);
         }
     }
     for (; i < len; i += 16) {
         const __mmask16 k = tail_k(len - i >= 16 ? 16 : len - i);
 
-        _mm512_mask_storeu_ps(a->y + i, k, out_vec(a, i, k, flags));
+        yv = out_vec(a, i, k, flags);
+        _mm512_mask_storeu_ps(a->y + i, k, yv);
+        plane_add(yv, a, i, k, flags, acc);
     }
+    return (flags & AP_PLANE) ? plane_total(acc) : 0.0;
 }
 
 /*
@@ -251,15 +323,21 @@ static inline __attribute__((always_inline)) void apply_group(const apply_args *
  * so interleaved they overlap. xn never overlaps a->y (the next group
  * follows this one), so in place works. Not used with non-temporal stores.
  */
-static inline __attribute__((always_inline)) void
-fused_group(const apply_args *a, int flags, const float *xn, float c, double *s1, double *s2)
+static inline __attribute__((always_inline)) double
+fused_group(const apply_args *ap, int flags, const float *xn, float c, double *s1,
+            double *s2)
 {
+    const apply_args a_ = *ap, *a = &a_; /* as in apply_group */
     const size_t len = a->len, l64 = len / 64 * 64;
     const __m512 vc = _mm512_set1_ps(c);
     __m512d t1 = _mm512_setzero_pd(), t2 = _mm512_setzero_pd();
+    __m512d acc[8];
+    __m512 yv;
     double e1, e2;
     size_t i = 0;
 
+    for (int q = 0; q < 8; q++)
+        acc[q] = _mm512_setzero_pd();
 #define LN_T(off) _mm512_sub_ps(_mm512_loadu_ps(xn + i + (off)), vc)
     while (i < l64) {
         const size_t stop = l64 - i >= LN_AVX512_FOLD ? i + LN_AVX512_FOLD : l64;
@@ -277,10 +355,11 @@ fused_group(const apply_args *a, int flags, const float *xn, float c, double *s1
             q1 = _mm512_fmadd_ps(d1, d1, q1);
             q2 = _mm512_fmadd_ps(d2, d2, q2);
             q3 = _mm512_fmadd_ps(d3, d3, q3);
-            _mm512_storeu_ps(a->y + i, out_vec(a, i, 0xffff, flags));
-            _mm512_storeu_ps(a->y + i + 16, out_vec(a, i + 16, 0xffff, flags));
-            _mm512_storeu_ps(a->y + i + 32, out_vec(a, i + 32, 0xffff, flags));
-            _mm512_storeu_ps(a->y + i + 48, out_vec(a, i + 48, 0xffff, flags));
+            for (int q = 0; q < 4; q++) {
+                yv = out_vec(a, i + 16 * (size_t)q, 0xffff, flags);
+                _mm512_storeu_ps(a->y + i + 16 * (size_t)q, yv);
+                plane_add(yv, a, i + 16 * (size_t)q, 0xffff, flags, acc + 2 * q);
+            }
         }
         t1 = add_widened(t1, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
         t2 = add_widened(t2, _mm512_add_ps(_mm512_add_ps(q0, q1), _mm512_add_ps(q2, q3)));
@@ -292,34 +371,41 @@ fused_group(const apply_args *a, int flags, const float *xn, float c, double *s1
     for (; i < len; i += 16) {
         const __mmask16 k = tail_k(len - i >= 16 ? 16 : len - i);
 
-        _mm512_mask_storeu_ps(a->y + i, k, out_vec(a, i, k, flags));
+        yv = out_vec(a, i, k, flags);
+        _mm512_mask_storeu_ps(a->y + i, k, yv);
+        plane_add(yv, a, i, k, flags, acc);
     }
+    return (flags & AP_PLANE) ? plane_total(acc) : 0.0;
 }
 
-static void fused_dispatch(const apply_args *a, int flags, const float *xn, float c,
-                           double *s1, double *s2)
-{
-    switch (flags) {
-#define LN_CASE(f)                              \
-    case f:                                     \
-        fused_group(a, f, xn, c, s1, s2);       \
-        break;
-        LN_CASE(0) LN_CASE(1) LN_CASE(2) LN_CASE(3) LN_CASE(4) LN_CASE(5) LN_CASE(6) LN_CASE(7)
-#undef LN_CASE
-    }
-}
-
-/* The 8 instantiations of the output pass, one branch-free loop each. */
-static void apply_dispatch(const apply_args *a, int flags)
+/* Returns the plane sum (0 without AP_PLANE). */
+static double fused_dispatch(const apply_args *a, int flags, const float *xn, float c,
+                             double *s1, double *s2)
 {
     switch (flags) {
 #define LN_CASE(f) \
     case f:        \
-        apply_group(a, f); \
-        break;
+        return fused_group(a, f, xn, c, s1, s2);
         LN_CASE(0) LN_CASE(1) LN_CASE(2) LN_CASE(3) LN_CASE(4) LN_CASE(5) LN_CASE(6) LN_CASE(7)
 #undef LN_CASE
     }
+    return 0.0;
+}
+
+/* The 16 instantiations of the output pass, one branch-free loop each.
+ * Returns the plane sum (0 without AP_PLANE). */
+static double apply_dispatch(const apply_args *a, int flags)
+{
+    switch (flags) {
+#define LN_CASE(f) \
+    case f:        \
+        return apply_group(a, f);
+        LN_CASE(0) LN_CASE(1) LN_CASE(2) LN_CASE(3) LN_CASE(4) LN_CASE(5) LN_CASE(6) LN_CASE(7)
+        LN_CASE(8) LN_CASE(9) LN_CASE(10) LN_CASE(11) LN_CASE(12) LN_CASE(13) LN_CASE(14)
+        LN_CASE(15)
+#undef LN_CASE
+    }
+    return 0.0;
 }
 
 /* The shift of the one-pass statistics: the mean of the first 32 elements
@@ -395,7 +481,8 @@ void ln_rows_avx512(const ln_params *p, const float *x, float *y, size_t n_rows,
      * check keeps the aligned-store loop honest if it is not. */
     const int nt = y != x && n_seg * len * sizeof(float) > ln_nt_min_bytes() &&
                    ((uintptr_t)y & 3u) == 0;
-    const int base_flags = (p->gain ? AP_GAIN : 0) | (p->bias ? AP_BIAS : 0);
+    const int base_flags = (p->gain ? AP_GAIN : 0) | (p->bias ? AP_BIAS : 0) |
+                           (d && d->plane ? AP_PLANE : 0);
     double frac_sum = 0.0, s1, s2;
     float c;
     size_t j;
@@ -412,21 +499,23 @@ void ln_rows_avx512(const ln_params *p, const float *x, float *y, size_t n_rows,
         group_out o;
         apply_args a;
         const int flags = base_flags;
+        double plane;
 
         group_finish(x + off, len, is_ln, eps, c, s1, s2, &o, &a);
         a.x = x + off;
         a.y = y + off;
         a.g = p->gain ? p->gain + k * len : NULL;
         a.b = p->bias ? p->bias + k * len : NULL;
+        a.w = d && d->plane && d->plane_w ? d->plane_w + k * len : NULL;
         a.len = len;
         /* The last group prefetches itself: a hint past the batch would
          * not fault, but would be pointless. */
         a.pf = j + 1 < n_seg ? xn : x + off;
         if (j + 1 < n_seg && !nt) {
             c = group_shift(xn, len, is_ln);
-            fused_dispatch(&a, flags, xn, c, &s1, &s2);
+            plane = fused_dispatch(&a, flags, xn, c, &s1, &s2);
         } else {
-            apply_dispatch(&a, flags | (nt ? AP_NT : 0));
+            plane = apply_dispatch(&a, flags | (nt ? AP_NT : 0));
             if (j + 1 < n_seg) {
                 c = group_shift(xn, len, is_ln);
                 sum_shifted(xn, len, c, &s1, &s2);
@@ -437,6 +526,9 @@ void ln_rows_avx512(const ln_params *p, const float *x, float *y, size_t n_rows,
             d->mean[j] = (float)o.mean;
         if (d && d->rstd)
             d->rstd[j] = o.rstd_f;
+        if (d && d->plane)
+            d->plane[j] = d->plane_c ? (float)((plane - d->plane_c[2 * k]) * d->plane_c[2 * k + 1])
+                                     : (float)(plane / sqrt((double)len));
         if (o.var + eps > 0.0)
             frac_sum += o.var / (o.var + eps);
         if (k + 1 == groups) {

@@ -124,6 +124,16 @@ void ln_rows_ref(const ln_params *p, const float *x, float *y, size_t n_rows,
                     t += p->bias[i];
                 yr[i] = (float)t;
             }
+            if (d && d->plane) {
+                /* sum (y - b) w over the float outputs just stored. */
+                double num = 0.0;
+
+                for (i = off; i < off + len; i++)
+                    num += ((double)yr[i] - (p->bias ? (double)p->bias[i] : 0.0)) *
+                           (d->plane_w ? d->plane_w[i] : 1.0);
+                d->plane[r * groups + k] =
+                    (float)(d->plane_c ? num * d->plane_c[2 * k + 1] : num / sqrt((double)len));
+            }
             if (d && d->mean)
                 d->mean[r * groups + k] = (float)st.mean;
             if (d && d->rstd)

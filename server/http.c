@@ -380,7 +380,11 @@ static void infer_job_run(job *j, job_times *t)
     size_t N = r->params.n, rows = ij->row1 - ij->row0;
     float *x = r->req.data + ij->row0 * N;
     diag_view v = diag_at(r, ij->row0);
-    ln_diag d = {.mean = v.mean, .rstd = v.rstd, .radius = v.radius};
+    /* plane_residual comes out of the kernel's output pass (fused in the
+     * AVX-512 kernel, core/ln.h). */
+    ln_diag d = {.mean = v.mean, .rstd = v.rstd, .radius = v.radius,
+                 .plane = r->want[OIP_OUT_PLANE_RESIDUAL] ? v.plane : NULL,
+                 .plane_w = m->inv_gain, .plane_c = m->plane_c};
     uint64_t t0 = metrics_now_ns();
     if (ij == &r->jobs[0])
         r->queue_ns = t0 - j->queued_ns;
@@ -392,8 +396,6 @@ static void infer_job_run(job *j, job_times *t)
         ln_jacobian_nonlinearity(&r->params, x, rows, v.jac, v.nonlin);
     ln_rows(&r->params, x, x, rows, &d);
     /* ... the others from what the kernel returned. */
-    if (r->want[OIP_OUT_PLANE_RESIDUAL])
-        ln_plane_residual(&r->params, m->inv_gain, x, rows, v.plane);
     if (r->want[OIP_OUT_AXES])
         ln_axis_coords(&r->params, m->axes, m->semi_axes, r->req.axes_k, x, rows, v.axes);
     uint64_t dt = metrics_now_ns() - t0;

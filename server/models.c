@@ -64,6 +64,14 @@ static int model_set(model *m, const char *name, ln_kind kind, size_t dim,
         }
         ln_plane_inv_gain(&m->params, m->inv_gain);
     }
+    if (m->info.has_plane) {
+        m->plane_c = malloc(2 * groups * sizeof(double));
+        if (!m->plane_c) {
+            snprintf(err, CONFIG_ERR_MAX, "model %s: out of memory", name);
+            return -1;
+        }
+        ln_plane_consts(&m->params, m->inv_gain, m->plane_c);
+    }
     if (gs < 2)
         return 0;
     /* The longest axes of each group for the per-row axes output: solved
@@ -129,6 +137,7 @@ void models_fini(model_table *t)
         free(m->axes);
         free(m->semi_axes);
         free(m->inv_gain);
+        free(m->plane_c);
         free(m->gain);
         free(m->bias);
     }

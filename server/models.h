@@ -31,6 +31,9 @@ typedef struct model {
     /* 1 / gain in double ([dim]) for the plane_residual output, when the
      * model has one and a gain; NULL otherwise */
     double *inv_gain;
+    /* ln_plane_consts ([2 * groups]) for the fused plane residual, when
+     * the model has one and a fixed dim; NULL otherwise (no gain or bias) */
+    double *plane_c;
 } model;
 
 typedef struct model_table {

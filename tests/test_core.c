@@ -279,9 +279,7 @@ static void outs_init(outs *o, size_t rows, const ln_params *p)
     o->mean = xcalloc(rows * p->groups, sizeof(float));
     o->rstd = xcalloc(rows * p->groups, sizeof(float));
     o->radius = xcalloc(rows, sizeof(float));
-    o->diag.mean = o->mean;
-    o->diag.rstd = o->rstd;
-    o->diag.radius = o->radius;
+    o->diag = (ln_diag){ .mean = o->mean, .rstd = o->rstd, .radius = o->radius };
 }
 
 static void outs_fini(outs *o)
@@ -844,7 +842,7 @@ static void test_huge_spread(void **state)
                 for (size_t t = 0; t < sizeof rows / sizeof rows[0]; t++) {
                     ln_params p = {(ln_kind)kind, 8, groups, 1e-5f, NULL, NULL};
                     float y[8], want[8], mean[2], rstd[2], radius, wr;
-                    ln_diag d = {mean, rstd, &radius}, dw = {NULL, NULL, &wr};
+                    ln_diag d = {.mean = mean, .rstd = rstd, .radius = &radius}, dw = {.radius = &wr};
                     all_kernels[kern].fn(&p, rows[t], y, 1, &d);
                     ln_rows_ref(&p, rows[t], want, 1, &dw);
                     for (size_t i = 0; i < 8; i++)
@@ -921,7 +919,7 @@ static void test_constant_rows(void **state)
             float *mean = xcalloc(groups, sizeof(float));
             float *rstd = xcalloc(groups, sizeof(float));
             float radius;
-            ln_diag d = { mean, rstd, &radius };
+            ln_diag d = { .mean = mean, .rstd = rstd, .radius = &radius };
 
             fill_affine(&r, g, b, n);
             for (v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
@@ -988,7 +986,7 @@ static void test_groups(void **state)
         float *y = xcalloc(rows * n, sizeof(float));
         float *g = xcalloc(n, sizeof(float)), *b = xcalloc(n, sizeof(float));
         float radius[3];
-        ln_diag d = { NULL, NULL, radius };
+        ln_diag d = { .radius = radius };
 
         fill_affine(&r, g, b, n);
         for (k = 0; k < 5; k++) {
@@ -1117,7 +1115,7 @@ static void test_diag_subsets(void **state)
     for (kern = 0; kern < N_KERNELS; kern++) {
         ln_rows_fn fn = all_kernels[kern].fn;
         ln_params p = { LN_KIND_LAYERNORM, n, groups, 1e-5f, NULL, NULL };
-        ln_diag all = { mean, rstd, radius };
+        ln_diag all = { .mean = mean, .rstd = rstd, .radius = radius };
 
         if (!all_kernels[kern].has())
             continue;
@@ -1125,8 +1123,9 @@ static void test_diag_subsets(void **state)
         for (i = 0; i < rows; i++)
             assert_true(radius[i] >= 0.0f && radius[i] <= 1.0f);
         for (mask = 0; mask < 8; mask++) {
-            ln_diag part = { mask & 1 ? m2 : NULL, mask & 2 ? r2 : NULL,
-                             mask & 4 ? rad2 : NULL };
+            ln_diag part = { .mean = mask & 1 ? m2 : NULL,
+                             .rstd = mask & 2 ? r2 : NULL,
+                             .radius = mask & 4 ? rad2 : NULL };
 
             fn(&p, x, y, rows, &part);
             if (mask & 1)

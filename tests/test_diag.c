@@ -152,6 +152,91 @@ static void test_plane_residual_sums(void **state)
         }
 }
 
+/* The plane residual as the kernels return it (ln_diag.plane: fused into
+ * the AVX-512 output pass as sum y w - sum b w, a second pass elsewhere)
+ * against ln_plane_residual on the same kernel's y: N 1..70 (every tail)
+ * and 768, 2000 and 4096 x 40 rows (the non-temporal path), groups 1 and
+ * 2, gain and bias on and off, in place and not. Tolerance as above plus
+ * |sum b w| 1e-13: the fused sum subtracts the bias once per group. */
+static void test_plane_fused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        ln_rows_fn fn;
+        int (*has)(void);
+    } kernels[] = { { "ref", ln_rows_ref, NULL },
+                    { "avx2", ln_rows_avx2, ln_cpu_has_avx2 },
+                    { "avx512", ln_rows_avx512, ln_cpu_has_avx512 } };
+    static const size_t big[] = { 768, 2000, 4096 };
+    rng r = rng_seeded(test_seed, "plane-fused");
+    const size_t nmax = 4096, rmax = 40;
+    float *gain = malloc(nmax * sizeof(float)), *bias = malloc(nmax * sizeof(float));
+    float *x = malloc(nmax * rmax * sizeof(float)), *y = malloc(nmax * rmax * sizeof(float));
+    float got[2 * 40], want[2 * 40];
+    double *w = malloc(nmax * sizeof(double)), c[4];
+    size_t checked = 0;
+    assert_non_null(gain);
+    assert_non_null(bias);
+    assert_non_null(x);
+    assert_non_null(y);
+    assert_non_null(w);
+    for (size_t kc = 0; kc < sizeof(kernels) / sizeof(kernels[0]); kc++) {
+        if (kernels[kc].has && !kernels[kc].has())
+            continue;
+        for (size_t t = 0; t < 70 + 3; t++) {
+            size_t n = t < 70 ? t + 1 : big[t - 70], rows = t < 70 ? 3 : rmax;
+            for (size_t G = 1; G <= 2; G++) {
+                if (n % G)
+                    continue;
+                for (int flags = 0; flags < 8; flags++) {
+                    for (size_t i = 0; i < n; i++) {
+                        gain[i] = (float)((0.3 + rng_unif(&r)) * (rng_unif(&r) < 0.2 ? -1 : 1));
+                        bias[i] = (float)(2 * rng_normal(&r));
+                    }
+                    fill(&r, x, n * rows, 5, 2);
+                    ln_params p = {.kind = LN_KIND_LAYERNORM, .n = n, .groups = G,
+                                   .eps = 1e-5f, .gain = flags & 1 ? gain : NULL,
+                                   .bias = flags & 2 ? bias : NULL};
+                    float *out = flags & 4 ? x : y; /* in place */
+                    if (p.gain)
+                        ln_plane_inv_gain(&p, w);
+                    ln_plane_consts(&p, p.gain ? w : NULL, c);
+                    /* Neither gain nor bias: plane_c may be NULL (ln.h). */
+                    ln_diag d = {.plane = got, .plane_w = p.gain ? w : NULL,
+                                 .plane_c = (flags & 3) == 0 && t % 2 ? NULL : c};
+                    kernels[kc].fn(&p, x, out, rows, &d);
+                    ln_plane_residual(&p, p.gain ? w : NULL, out, rows, want);
+                    size_t gs = n / G;
+                    for (size_t row = 0; row < rows; row++)
+                        for (size_t k = 0; k < G; k++) {
+                            double mag = 0;
+                            for (size_t i = k * gs; i < (k + 1) * gs; i++)
+                                mag += fabs(((double)out[row * n + i] -
+                                             (p.bias ? bias[i] : 0.0)) *
+                                            (p.gain ? w[i] : 1.0)) +
+                                       fabs((p.bias ? bias[i] : 0.0) * (p.gain ? w[i] : 1.0));
+                            double tol = mag * c[2 * k + 1] * 1e-13 +
+                                         fabs((double)want[row * G + k]) * 0x1p-23;
+                            if (fabs((double)got[row * G + k] - want[row * G + k]) > tol)
+                                fail_msg("%s n=%zu G=%zu flags %d row %zu group %zu: %.9g, "
+                                         "want %.9g",
+                                         kernels[kc].name, n, G, flags, row, k,
+                                         (double)got[row * G + k], (double)want[row * G + k]);
+                            checked++;
+                        }
+                }
+            }
+        }
+    }
+    printf("plane residual as returned by the kernels: %zu groups checked\n", checked);
+    free(gain);
+    free(bias);
+    free(x);
+    free(y);
+    free(w);
+}
+
 static void test_axis_coords(void **state)
 {
     (void)state;
@@ -413,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_depth_condition),
         cmocka_unit_test(test_plane_residual),
         cmocka_unit_test(test_plane_residual_sums),
+        cmocka_unit_test(test_plane_fused),
         cmocka_unit_test(test_axis_coords),
         cmocka_unit_test(test_axis_coords_groups),
         cmocka_unit_test(test_jacobian_nonlinearity),
