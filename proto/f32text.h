@@ -2,12 +2,12 @@
  * f32text.h -- float32 <-> JSON number text, exact and fast.
  *
  * A thin C interface to two proven C++ libraries: dragonbox prints the
- * shortest decimal that reads back to the same float32, fast_float reads a
- * decimal as the correctly rounded float32 (round to nearest, ties to even,
- * straight from the decimal: no detour through double, so no double
- * rounding). Both run at tens of millions of numbers per second per core,
- * where jansson and snprintf("%.9g") manage a few million
- * (bench/bench_codec.c).
+ * shortest decimal that reads back to the same float32; the reader gives
+ * the correctly rounded float32 of a decimal (round to nearest, ties to
+ * even, never double rounding), by one exact double operation where that
+ * provably rounds right and by fast_float otherwise (f32text.cc). Both run
+ * at tens of millions of numbers per second per core, where jansson and
+ * snprintf("%.9g") manage a few million (bench/bench_codec.c).
  *
  * Pure functions: no allocation, no globals, no locale; safe from any
  * thread. Implemented in f32text.cc (C++17, no exceptions, no RTTI).

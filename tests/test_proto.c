@@ -900,7 +900,7 @@ static void nudge_last_digit(char *s, char *e, int up)
  * wrong. Also the grammar: what JSON refuses, f32text refuses. */
 static void test_f32text_parse(void **state)
 {
-    enum { COUNT = 300000, MID = 20000 };
+    enum { COUNT = 300000, MID = 20000, SHORT_MID = 30000 };
     static const char *const good[] = {"0", "-0", "0.0", "1e5", "1E+5",
                                        "1e-5", "-12.5e1", "0e0", "1e39",
                                        "-1e999", "1e-999", "123456789012"};
@@ -909,7 +909,7 @@ static void test_f32text_parse(void **state)
                                       "NaN", "-Infinity", " 1",
                                       "1.e5", "e5", "0x10"};
     char s[160];
-    size_t twice_wrong = 0;
+    size_t twice_wrong = 0, short_wrong = 0;
 
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         float f;
@@ -976,11 +976,35 @@ static void test_f32text_parse(void **state)
         if (f32_bits((float)strtod(s, NULL)) != f32_bits(f))
             twice_wrong++;
     }
-    print_message("f32text_parse: %d random decimals and %d near-midpoints "
-                  "match strtof; rounding through double got %zu of the "
-                  "latter wrong\n",
-                  COUNT, MID, twice_wrong);
-    assert_true(twice_wrong > 0); /* the test does reach the hard cases */
+    for (size_t i = 0; i < SHORT_MID; i++) {
+        /* Midpoints rounded to 16 or 15 significant digits: decimals that
+         * f32text_parse's double fast path (<= 2^53 in the digits,
+         * |exponent| <= 22) takes, and whose double is often the midpoint
+         * itself though they are not: there the double must not decide.
+         * Between floats of 2^-20 .. 2^60. */
+        uint32_t u = 0x35800000u + (uint32_t)rng_below(80u << 23);
+        double m = ((double)bits_f32(u) + (double)bits_f32(u + 1)) / 2;
+        size_t n = (size_t)snprintf(s, sizeof s, "%.*e", i % 2 ? 15 : 14, m);
+        float f;
+
+        if (f32text_parse(s, s + n, &f) != s + n) {
+            print_error("\"%s\" not read whole\n", s);
+            fail();
+        }
+        if (f32_bits(f) != f32_bits(strtof(s, NULL))) {
+            print_error("\"%s\": f32text %a, strtof %a\n", s, (double)f,
+                        (double)strtof(s, NULL));
+            fail();
+        }
+        if (strtod(s, NULL) == m && f32_bits((float)m) != f32_bits(f))
+            short_wrong++;
+    }
+    print_message("f32text_parse: %d random decimals, %d near-midpoints and "
+                  "%d short ones match strtof; rounding through double got "
+                  "%zu and %zu of the latter wrong\n",
+                  COUNT, MID, SHORT_MID, twice_wrong, short_wrong);
+    /* the test does reach the hard cases */
+    assert_true(twice_wrong > 0 && short_wrong > 0);
 }
 
 /* ------------------------------------------------- fast path vs full */
