@@ -128,16 +128,19 @@ inline void put8(char *p, uint64_t x)
  * buffer byte pair by byte pair and copied from there in 16-byte loads,
  * which cannot take their data from the smaller stores before them and
  * wait for those to reach the cache. bench_codec's print on distinct
- * values went from 53 to 55-56 M floats/s (a throwaway loop: 57 to 59;
+ * values went from 52 to 56 M floats/s (a throwaway loop: 57 to 59;
  * dragonbox's to_decimal alone 85). A layout chosen by arithmetic instead
  * of the branches on k was slower in that loop, 50-54, though the branch
  * on k >= 1 is a coin toss for LayerNorm outputs: on this data the
  * latency the arithmetic adds costs more than the branch's mispredictions.
+ * So did dragonbox's own choice between its two divisors, made by
+ * arithmetic in a reimplementation of its search: 46-49 against 57.
  *
  * Every store has a fixed size (8 bytes; of '0's, of digits): they write
  * up to 19 bytes past dst, within F32TEXT_MAX; the bytes past the
  * returned length are scratch, which the caller writes over.
- * flatten: dragonbox's core inlined here rather than called (~+3 %).
+ * flatten: dragonbox's core inlined here rather than called (53 to 60 M
+ * floats/s in that loop).
  */
 extern "C" __attribute__((flatten)) size_t f32text_print(char *dst, float v)
 {
