@@ -23,8 +23,8 @@ extern "C" {
 /* The longest text f32text_print returns: "-1.2345678e-45" (15). */
 #define F32TEXT_LEN_MAX 15
 
-/* Bytes f32text_print may write at dst: its fixed-size copies reach past
- * the text (at most 27 bytes in all); the caller writes over the rest. */
+/* Bytes f32text_print may write at dst: its fixed-size stores reach past
+ * the text (at most 19 bytes in all); the caller writes over the rest. */
 #define F32TEXT_MAX 32
 
 /*

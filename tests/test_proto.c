@@ -937,6 +937,27 @@ static void test_f32text_parse(void **state)
         assert_ptr_equal(f32text_parse("12345", "12345" + 2, &f), "12345" + 2);
         assert_true(f == 12.0f);
     }
+    /* Every fraction length around the 16-byte window that f32text_parse
+     * reads the digits after the point from (and the 8 and 16 within it),
+     * the window wholly inside end or not: the number ends at its last
+     * digit, whatever digits follow the one byte after it. */
+    for (int len = 1; len <= 40; len++) {
+        for (int tail = 0; tail < 3; tail++) {
+            static const char *const tails[] = {"", ",", ",12345678901234567890"};
+            float f;
+            int n = snprintf(s, sizeof s, "%s%d.", len % 2 ? "-" : "", len % 3);
+            const char *e;
+
+            for (int d = 0; d < len; d++)
+                s[n++] = (char)('1' + (d * 7 + len) % 9);
+            s[n] = '\0';
+            strcat(s, tails[tail]);
+            e = f32text_parse(s, s + strlen(s), &f);
+            assert_ptr_equal(e, s + n);
+            s[n] = '\0';
+            assert_int_equal(f32_bits(f), f32_bits(strtof(s, NULL)));
+        }
+    }
     for (size_t i = 0; i < COUNT; i++) {
         float f;
         size_t n = random_decimal(s);
