@@ -3,7 +3,9 @@
  * bytes, measured in the same run (the host is shared and noisy, so only
  * ratios taken together mean much; PERF-NOTES.md).
  *
- * Shapes: 768 x 64 and 4096 x 64 rows (in cache), 4096 x 4096 (64 MiB in,
+ * Shapes: 768 x 64 rows (in L1/L2), 4096 x 64 (1 MiB in, 1 MiB out: L2 or
+ * L3, and past half of a 1 MiB L2 it takes non-temporal stores), 4096 x
+ * 4096 (64 MiB in,
  * 64 MiB out: out of cache). Gain and bias on, diagnostics off, except on
  * the "+plane" rows: the same kernel with the plane residual on (fused
  * into the output pass in avx512, a second pass in avx2), whose last
@@ -107,14 +109,17 @@ int main(void)
     static const shape shapes[] = { { 768, 64 }, { 4096, 64 }, { 4096, 4096 } };
     const int has_avx2 = ln_cpu_has_avx2();
     const int has_avx512 = ln_cpu_has_avx512();
-    size_t s, i, max_elems = 0;
+    size_t s, i, max_elems = 0, max_rows = 0;
     float *x, *y, *g, *b, *plane;
     double inv_gain[4096], plane_c[2];
     uint64_t state = 88172645463325252ull;
 
-    for (s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
+    for (s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
         if (shapes[s].n * shapes[s].rows > max_elems)
             max_elems = shapes[s].n * shapes[s].rows;
+        if (shapes[s].rows > max_rows)
+            max_rows = shapes[s].rows;
+    }
     x = alloc_touched(max_elems);
     y = alloc_touched(max_elems);
     g = alloc_touched(4096);
@@ -130,7 +135,7 @@ int main(void)
         g[i] = 1.0f + (float)(i % 7) * 0.01f;
         b[i] = (float)(i % 5) * 0.1f;
     }
-    plane = alloc_touched(4096);
+    plane = alloc_touched(max_rows); /* one group: a residual per row */
 
     printf("bench_kernel: gain and bias on; GB/s counts row bytes read + written; "
            "median of %d reps\n",

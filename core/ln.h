@@ -42,12 +42,14 @@ typedef struct ln_params {
  *          with var + eps == 0 (constant group with eps == 0) reports 0
  *   radius rho = sqrt(mean over groups of v_k / (v_k + eps)), in [0, 1];
  *          0 for a constant row, never NaN
- *   plane  the hyperplane residual of the returned y per group (diag.h,
- *          ln_plane_residual; layernorm with nonzero gains only), with
- *          plane_w and plane_c from the model (ln_plane_inv_gain,
- *          ln_plane_consts). The AVX-512 kernel sums it inside its output
- *          pass, from the y it stores; the others run ln_plane_residual
- *          after it.
+ *   plane  the hyperplane residual of the returned y per group at
+ *          [r * groups + k] (diag.h, ln_plane_residual; layernorm with
+ *          nonzero gains only), with plane_w and plane_c from the model
+ *          (ln_plane_inv_gain, ln_plane_consts). plane_w must be given
+ *          when p has a gain, and plane_c may be NULL only when p has
+ *          neither gain nor bias. The AVX-512 kernel sums it inside its
+ *          output pass, from the y it stores; the reference in its own
+ *          loop; AVX2 runs ln_plane_residual after it.
  */
 typedef struct ln_diag {
     float *mean;            /* [rows * groups] or NULL */

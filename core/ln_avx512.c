@@ -17,13 +17,16 @@
  *      With ln_diag.plane set, the same pass also sums y * (1/g) in double
  *      for the plane residual (plane_add), so y is not read again; it
  *      costs 1.3x (4096 x 4096) to 1.65x (768 x 64) the kernel alone,
- *      against 2.2x to 3.3x for AVX2's second pass (bench/bench_kernel).
+ *      against 1.6x to 3.1x for AVX2's second pass (bench/bench_kernel,
+ *      README "Measured").
  *   In cache the output pass of one group runs fused with the statistics
  *   pass of the next (fused_group), which took 768 x 64 from ~62 % to ~71 %
- *   of memcpy; 4096 x 64 did not move (its x, next x, g, b and y rows, 80 KiB,
- *   do not fit in a 48 KiB L1, so it is bound by L2 traffic).
+ *   of memcpy on the Xeon VM this was first tuned on. Batches that take
+ *   non-temporal stores (on the 1 MiB-L2 EPYC, 4096 x 64 out of place) run
+ *   the two passes apart instead.
  *
- * Memory (measured with bench/bench_kernel on the 2-core Xeon VM):
+ * Memory (prefetch measured with bench/bench_kernel on the 2-core Xeon VM,
+ * the non-temporal threshold on the EPYC, ln_internal.h):
  *   - pass 2 prefetches the next group's input, so the one read of the next
  *     row from memory overlaps the arithmetic on this one (the statistics
  *     pass otherwise waits on it alone);
@@ -192,7 +195,7 @@ typedef struct apply_args {
 } apply_args;
 
 /*
- * The plane residual's sum, fused: adds y_i * w_i (y_i without gain) of the
+ * The plane residual's sum, fused: adds y_i * w_i (w_i = 1 without gain) of the
  * lanes in k, widened to double, into acc[0] (lanes 0-7) and acc[1] (8-15).
  * The widening and the product are exact, so each term carries one
  * rounding of 2^-53; the bias enters once per group as sum b w

@@ -113,8 +113,9 @@ size_t ln_nt_min_bytes(void)
     if (v == 0) {
         const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
 
-        /* Racing first calls store the same value. */
-        v = l2 > 0 ? (size_t)l2 / 2 : (size_t)8 << 20;
+        /* Racing first calls store the same value. An L2 under 64 KiB
+         * (or none reported: glibc gives 0 or -1) counts as unknown. */
+        v = l2 >= 65536 ? (size_t)l2 / 2 : (size_t)8 << 20;
         atomic_store_explicit(&cached, v, memory_order_relaxed);
     }
     return v;

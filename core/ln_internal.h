@@ -37,6 +37,7 @@ double ln_plane_sum_avx2(const float *y, const float *b, const double *w, size_t
  * them, N = 3072 2.49 -> 3.28 M; N = 2048 (512 KiB) even; N = 1024 and
  * 1536 lose 12-20 % (their output still fits). The cost is the reader's:
  * the output is then in memory, not in cache. 8 MiB where the L2 size is
- * unknown. sysconf once, then a relaxed atomic; any thread.
+ * unknown (glibc's sysconf reads it from CPUID; on a hybrid CPU it is
+ * one core type's). sysconf once, then a relaxed atomic; any thread.
  */
 size_t ln_nt_min_bytes(void);

@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-/* The longest text f32text_print returns: "-1.2345678e-45" (15). */
+/* The longest text f32text_print returns: "-1.17549435e-38" (15). */
 #define F32TEXT_LEN_MAX 15
 
 /* Bytes f32text_print may write at dst: its fixed-size stores reach past

@@ -32,7 +32,8 @@ typedef struct model {
      * model has one and a gain; NULL otherwise */
     double *inv_gain;
     /* ln_plane_consts ([2 * groups]) for the fused plane residual, when
-     * the model has one and a fixed dim; NULL otherwise (no gain or bias) */
+     * the model has one and a fixed dim; NULL otherwise (dim 0 models have
+     * neither gain nor bias, so the kernels need none, core/ln.h) */
     double *plane_c;
 } model;
 

@@ -769,8 +769,8 @@ static void test_vec_misaligned(void **state)
 }
 
 /*
- * A batch big enough for the AVX-512 kernel's non-temporal stores (8 MiB
- * out and more, y != x): y misaligned by 0..15 floats from a 64-byte line,
+ * A batch big enough for the vector kernels' non-temporal stores (more
+ * than ln_nt_min_bytes(), half the L2, out and y != x): y misaligned by 0..15 floats from a 64-byte line,
  * row lengths that keep every group's start moving against the lines, and
  * groups; same bits as the aligned run, nothing written around y, and
  * within the bound of the reference. Every vector kernel runs it.

@@ -18,6 +18,7 @@
 
 #include "../core/diag.h"
 #include "../core/geometry.h"
+#include "../core/ln_internal.h"
 #include "test_rng.h"
 
 static uint64_t test_seed;
@@ -155,7 +156,8 @@ static void test_plane_residual_sums(void **state)
 /* The plane residual as the kernels return it (ln_diag.plane: fused into
  * the AVX-512 output pass as sum y w - sum b w, a second pass elsewhere)
  * against ln_plane_residual on the same kernel's y: N 1..70 (every tail)
- * and 768, 2000 and 4096 x 40 rows (the non-temporal path), groups 1 and
+ * and 768, 2000 and 4096 x rows past ln_nt_min_bytes() (the non-temporal
+ * path: 40 rows with a 1 MiB L2, more where it is bigger), groups 1 and
  * 2, gain and bias on and off, in place and not. Tolerance as above plus
  * |sum b w| 1e-13: the fused sum subtracts the bias once per group. */
 static void test_plane_fused(void **state)
@@ -170,10 +172,13 @@ static void test_plane_fused(void **state)
                     { "avx512", ln_rows_avx512, ln_cpu_has_avx512 } };
     static const size_t big[] = { 768, 2000, 4096 };
     rng r = rng_seeded(test_seed, "plane-fused");
-    const size_t nmax = 4096, rmax = 40;
+    const size_t nmax = 4096;
+    size_t rmax = ln_nt_min_bytes() / (nmax * sizeof(float)) + 1;
+    if (rmax < 40)
+        rmax = 40;
     float *gain = malloc(nmax * sizeof(float)), *bias = malloc(nmax * sizeof(float));
     float *x = malloc(nmax * rmax * sizeof(float)), *y = malloc(nmax * rmax * sizeof(float));
-    float got[2 * 40], want[2 * 40];
+    float *got = malloc(2 * rmax * sizeof(float)), *want = malloc(2 * rmax * sizeof(float));
     double *w = malloc(nmax * sizeof(double)), c[4];
     size_t checked = 0;
     assert_non_null(gain);
@@ -181,6 +186,8 @@ static void test_plane_fused(void **state)
     assert_non_null(x);
     assert_non_null(y);
     assert_non_null(w);
+    assert_non_null(got);
+    assert_non_null(want);
     for (size_t kc = 0; kc < sizeof(kernels) / sizeof(kernels[0]); kc++) {
         if (kernels[kc].has && !kernels[kc].has())
             continue;
@@ -235,6 +242,8 @@ static void test_plane_fused(void **state)
     free(x);
     free(y);
     free(w);
+    free(got);
+    free(want);
 }
 
 static void test_axis_coords(void **state)
