@@ -205,13 +205,14 @@ typedef struct apply_args {
 static inline __attribute__((always_inline)) void
 plane_add(__m512 yv, const apply_args *a, size_t i, __mmask16 k, int flags, __m512d *acc)
 {
+    if (!(flags & AP_PLANE))
+        return;
+
     const __mmask8 k0 = (__mmask8)k, k1 = (__mmask8)(k >> 8);
     const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(yv));
     const __m512d hi =
         _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(yv), 1)));
 
-    if (!(flags & AP_PLANE))
-        return;
     if (flags & AP_GAIN) {
         acc[0] = _mm512_mask3_fmadd_pd(lo, _mm512_maskz_loadu_pd(k0, a->w + i), acc[0], k0);
         acc[1] = _mm512_mask3_fmadd_pd(hi, _mm512_maskz_loadu_pd(k1, a->w + i + 8), acc[1], k1);
@@ -255,6 +256,26 @@ out_vec(const apply_args *a, size_t i, __mmask16 k, int flags)
     return _mm512_fmadd_ps(dh, s_hi, _mm512_fmadd_ps(dh, s_lo, lo));
 }
 
+/* How emit stores a vector: masked, unaligned, or non-temporal (y + i
+ * 64-byte aligned, a full vector). */
+enum { ST_MASK, ST_PLAIN, ST_STREAM };
+
+/* One vector of output at i, lanes in k: computed, stored, and added to the
+ * plane sum (acc, a pair of plane_add's accumulators). */
+static inline __attribute__((always_inline)) void
+emit(const apply_args *a, size_t i, __mmask16 k, int flags, int store, __m512d *acc)
+{
+    const __m512 yv = out_vec(a, i, k, flags);
+
+    if (store == ST_STREAM)
+        _mm512_stream_ps(a->y + i, yv);
+    else if (store == ST_PLAIN)
+        _mm512_storeu_ps(a->y + i, yv);
+    else
+        _mm512_mask_storeu_ps(a->y + i, k, yv);
+    plane_add(yv, a, i, k, flags, acc);
+}
+
 static inline __attribute__((always_inline)) double apply_group(const apply_args *ap,
                                                                 int flags)
 {
@@ -263,59 +284,29 @@ static inline __attribute__((always_inline)) double apply_group(const apply_args
      * every store, which cost ~40 % in cache). */
     const apply_args a_ = *ap, *a = &a_;
     const size_t len = a->len;
+    /* Full vectors stream past the cache with AP_NT (from the first
+     * 64-byte boundary of y); the head before it and the tail are masked. */
+    const int store = (flags & AP_NT) ? ST_STREAM : ST_PLAIN;
     __m512d acc[8];
-    __m512 yv;
     size_t i = 0;
 
     for (int q = 0; q < 8; q++)
         acc[q] = _mm512_setzero_pd();
     if (flags & AP_NT) {
-        /* Up to the first 64-byte boundary of y with ordinary stores. */
         size_t head = (size_t)((64u - ((uintptr_t)a->y & 63u)) & 63u) / sizeof(float);
 
-        if (head > len)
-            head = len;
-        if (head) {
-            yv = out_vec(a, 0, tail_k(head), flags);
-            _mm512_mask_storeu_ps(a->y, tail_k(head), yv);
-            plane_add(yv, a, 0, tail_k(head), flags, acc);
-            i = head;
-        }
-        for (; i + 32 <= len; i += 32) {
-            LN_PF(a->pf + i);
-            LN_PF(a->pf + i + 16);
-            yv = out_vec(a, i, 0xffff, flags);
-            _mm512_stream_ps(a->y + i, yv);
-            plane_add(yv, a, i, 0xffff, flags, acc);
-            yv = out_vec(a, i + 16, 0xffff, flags);
-            _mm512_stream_ps(a->y + i + 16, yv);
-            plane_add(yv, a, i + 16, 0xffff, flags, acc + 2);
-        }
-        for (; i + 16 <= len; i += 16) {
-            LN_PF(a->pf + i);
-            yv = out_vec(a, i, 0xffff, flags);
-            _mm512_stream_ps(a->y + i, yv);
-            plane_add(yv, a, i, 0xffff, flags, acc);
-        }
-    } else {
-        for (; i + 32 <= len; i += 32) {
-            LN_PF(a->pf + i);
-            LN_PF(a->pf + i + 16);
-            yv = out_vec(a, i, 0xffff, flags);
-            _mm512_storeu_ps(a->y + i, yv);
-            plane_add(yv, a, i, 0xffff, flags, acc);
-            yv = out_vec(a, i + 16, 0xffff, flags);
-            _mm512_storeu_ps(a->y + i + 16, yv);
-            plane_add(yv, a, i + 16, 0xffff, flags, acc + 2);
-        }
+        i = head < len ? head : len;
+        if (i)
+            emit(a, 0, tail_k(i), flags, ST_MASK, acc);
     }
-    for (; i < len; i += 16) {
-        const __mmask16 k = tail_k(len - i >= 16 ? 16 : len - i);
-
-        yv = out_vec(a, i, k, flags);
-        _mm512_mask_storeu_ps(a->y + i, k, yv);
-        plane_add(yv, a, i, k, flags, acc);
+    for (; i + 32 <= len; i += 32) {
+        LN_PF(a->pf + i);
+        LN_PF(a->pf + i + 16);
+        emit(a, i, 0xffff, flags, store, acc);
+        emit(a, i + 16, 0xffff, flags, store, acc + 2);
     }
+    for (; i < len; i += 16)
+        emit(a, i, tail_k(len - i >= 16 ? 16 : len - i), flags, ST_MASK, acc);
     return (flags & AP_PLANE) ? plane_total(acc) : 0.0;
 }
 
@@ -335,7 +326,6 @@ fused_group(const apply_args *ap, int flags, const float *xn, float c, double *s
     const __m512 vc = _mm512_set1_ps(c);
     __m512d t1 = _mm512_setzero_pd(), t2 = _mm512_setzero_pd();
     __m512d acc[8];
-    __m512 yv;
     double e1, e2;
     size_t i = 0;
 
@@ -358,11 +348,8 @@ fused_group(const apply_args *ap, int flags, const float *xn, float c, double *s
             q1 = _mm512_fmadd_ps(d1, d1, q1);
             q2 = _mm512_fmadd_ps(d2, d2, q2);
             q3 = _mm512_fmadd_ps(d3, d3, q3);
-            for (int q = 0; q < 4; q++) {
-                yv = out_vec(a, i + 16 * (size_t)q, 0xffff, flags);
-                _mm512_storeu_ps(a->y + i + 16 * (size_t)q, yv);
-                plane_add(yv, a, i + 16 * (size_t)q, 0xffff, flags, acc + 2 * q);
-            }
+            for (int q = 0; q < 4; q++)
+                emit(a, i + 16 * (size_t)q, 0xffff, flags, ST_PLAIN, acc + 2 * q);
         }
         t1 = add_widened(t1, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
         t2 = add_widened(t2, _mm512_add_ps(_mm512_add_ps(q0, q1), _mm512_add_ps(q2, q3)));
@@ -371,13 +358,8 @@ fused_group(const apply_args *ap, int flags, const float *xn, float c, double *s
     sum_shifted(xn + l64, len - l64, c, &e1, &e2);
     *s1 = _mm512_reduce_add_pd(t1) + e1;
     *s2 = _mm512_reduce_add_pd(t2) + e2;
-    for (; i < len; i += 16) {
-        const __mmask16 k = tail_k(len - i >= 16 ? 16 : len - i);
-
-        yv = out_vec(a, i, k, flags);
-        _mm512_mask_storeu_ps(a->y + i, k, yv);
-        plane_add(yv, a, i, k, flags, acc);
-    }
+    for (; i < len; i += 16)
+        emit(a, i, tail_k(len - i >= 16 ? 16 : len - i), flags, ST_MASK, acc);
     return (flags & AP_PLANE) ? plane_total(acc) : 0.0;
 }
 
