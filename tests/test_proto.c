@@ -898,6 +898,23 @@ static void nudge_last_digit(char *s, char *e, int up)
  * glibc's strtof on random decimals and on decimals a hair above, below
  * and exactly at float32 midpoints, where rounding through double goes
  * wrong. Also the grammar: what JSON refuses, f32text refuses. */
+/* f32text_parse of the n bytes at s (NUL-terminated) must read them all
+ * and give strtof's float, which it returns. */
+static float parse_as_strtof(const char *s, size_t n)
+{
+    float f;
+
+    if (f32text_parse(s, s + n, &f) != s + n) {
+        print_error("\"%s\" not read whole\n", s);
+        fail();
+    }
+    if (f32_bits(f) != f32_bits(strtof(s, NULL))) {
+        print_error("\"%s\": f32text %a, strtof %a\n", s, (double)f, (double)strtof(s, NULL));
+        fail();
+    }
+    return f;
+}
+
 static void test_f32text_parse(void **state)
 {
     enum { COUNT = 300000, MID = 20000, SHORT_MID = 30000 };
@@ -958,17 +975,8 @@ static void test_f32text_parse(void **state)
             assert_int_equal(f32_bits(f), f32_bits(strtof(s, NULL)));
         }
     }
-    for (size_t i = 0; i < COUNT; i++) {
-        float f;
-        size_t n = random_decimal(s);
-        const char *e = f32text_parse(s, s + n, &f);
-        assert_ptr_equal(e, s + n);
-        if (f32_bits(f) != f32_bits(strtof(s, NULL))) {
-            print_error("\"%s\": f32text %a, strtof %a\n", s, (double)f,
-                        (double)strtof(s, NULL));
-            fail();
-        }
-    }
+    for (size_t i = 0; i < COUNT; i++)
+        parse_as_strtof(s, random_decimal(s));
     for (size_t i = 0; i < MID; i++) {
         /* m: the midpoint between v and its successor, exact in double;
          * %.80e prints it exactly (glibc), then nudge the last digit. */
@@ -985,15 +993,7 @@ static void test_f32text_parse(void **state)
         e = strchr(s, 'e');
         if (i % 3) /* else exactly the midpoint: ties to even */
             nudge_last_digit(s, e, i % 3 == 1);
-        if (f32text_parse(s, s + n, &f) != s + n) {
-            print_error("\"%s\" not read whole\n", s);
-            fail();
-        }
-        if (f32_bits(f) != f32_bits(strtof(s, NULL))) {
-            print_error("\"%s\": f32text %a, strtof %a\n", s, (double)f,
-                        (double)strtof(s, NULL));
-            fail();
-        }
+        f = parse_as_strtof(s, n);
         if (f32_bits((float)strtod(s, NULL)) != f32_bits(f))
             twice_wrong++;
     }
@@ -1006,17 +1006,8 @@ static void test_f32text_parse(void **state)
         uint32_t u = 0x35800000u + (uint32_t)rng_below(80u << 23);
         double m = ((double)bits_f32(u) + (double)bits_f32(u + 1)) / 2;
         size_t n = (size_t)snprintf(s, sizeof s, "%.*e", i % 2 ? 15 : 14, m);
-        float f;
+        float f = parse_as_strtof(s, n);
 
-        if (f32text_parse(s, s + n, &f) != s + n) {
-            print_error("\"%s\" not read whole\n", s);
-            fail();
-        }
-        if (f32_bits(f) != f32_bits(strtof(s, NULL))) {
-            print_error("\"%s\": f32text %a, strtof %a\n", s, (double)f,
-                        (double)strtof(s, NULL));
-            fail();
-        }
         if (strtod(s, NULL) == m && f32_bits((float)m) != f32_bits(f))
             short_wrong++;
     }
