@@ -125,7 +125,10 @@ void ln_rows_ref(const ln_params *p, const float *x, float *y, size_t n_rows,
                 yr[i] = (float)t;
             }
             if (d && d->plane) {
-                /* sum (y - b) w over the float outputs just stored. */
+                /* sum (y - b) w over the float outputs just stored: here
+                 * and not through diag.c's ln_plane_residual, so that the
+                 * oracle (which lnctl links alone) needs nothing else of
+                 * core, and so that the tests compare two computations. */
                 double num = 0.0;
 
                 for (i = off; i < off + len; i++)
