@@ -31,6 +31,20 @@ static void fill(rng *r, float *x, size_t n, double mean, double sd)
         x[i] = (float)(mean + sd * rng_normal(r));
 }
 
+/* Mean and (population) variance of x[0..n) in long double, two passes:
+ * the tests' own oracle, independent of core. */
+static void ld_moments(const float *x, size_t n, long double *mean, long double *var)
+{
+    long double m = 0, v = 0;
+    for (size_t i = 0; i < n; i++)
+        m += x[i];
+    m /= n;
+    for (size_t i = 0; i < n; i++)
+        v += (x[i] - m) * (x[i] - m);
+    *mean = m;
+    *var = v / n;
+}
+
 static void test_depth_condition(void **state)
 {
     (void)state;
@@ -47,13 +61,8 @@ static void test_depth_condition(void **state)
             size_t gs = N / groups;
             double om = 0, worst = 1;
             for (size_t k = 0; k < groups; k++) {
-                long double m = 0, v = 0;
-                for (size_t i = 0; i < gs; i++)
-                    m += x[k * gs + i];
-                m /= gs;
-                for (size_t i = 0; i < gs; i++)
-                    v += (x[k * gs + i] - m) * (x[k * gs + i] - m);
-                v /= gs;
+                long double m, v;
+                ld_moments(x + k * gs, gs, &m, &v);
                 om += (double)((long double)1e-5f / (v + (long double)1e-5f));
                 if (v > 0)
                     worst = fmax(worst, (double)sqrtl(1 + m * m / v));
@@ -308,13 +317,8 @@ static void test_axis_coords_groups(void **state)
         ln_rows_ref(&p, x, y, 1, NULL);
         ln_axis_coords(&p, axes, semi, K, y, 1, c);
         for (size_t g = 0; g < G; g++) {
-            long double m = 0, v = 0;
-            for (size_t i = 0; i < GS; i++)
-                m += x[g * GS + i];
-            m /= GS;
-            for (size_t i = 0; i < GS; i++)
-                v += (x[g * GS + i] - m) * (x[g * GS + i] - m);
-            v /= GS;
+            long double m, v;
+            ld_moments(x + g * GS, GS, &m, &v);
             double rho2 = (double)(v / (v + (long double)1e-5f)), sum = 0;
             for (size_t j = 0; j < K; j++) {
                 assert_true(fabsf(c[g * K + j]) <= 1.0f + 1e-5f);
