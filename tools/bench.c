@@ -164,15 +164,7 @@ static int build_http_request(bench *b, variant *v, const char *path)
     char extra[96];
     const char *ctype = NULL, *xh = NULL;
     if (o->proto == BENCH_HTTP_BINARY) {
-        len = (size_t)snprintf(body, cap,
-                               "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
-                               "\"shape\":[%u,%u],\"parameters\":{\"binary_data_size\":%zu}}],"
-                               "\"parameters\":{\"binary_data_output\":true}}",
-                               o->rows, o->n, count * sizeof(float));
-        snprintf(extra, sizeof extra, "Inference-Header-Content-Length: %zu\r\n", len);
-        /* the host's floats are the wire's (little-endian; lnbin.c asserts it) */
-        memcpy(body + len, v->x, count * sizeof(float));
-        len += count * sizeof(float);
+        len = httpc_binary_infer_body(body, v->x, o->rows, o->n, extra, sizeof extra);
         xh = extra;
     } else {
         ctype = "application/json";

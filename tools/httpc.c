@@ -598,3 +598,17 @@ out:
     free(req);
     return rc;
 }
+
+size_t httpc_binary_infer_body(char *dst, const float *x, size_t rows, size_t n, char *extra,
+                               size_t extra_cap)
+{
+    size_t bytes = rows * n * sizeof(float);
+    size_t len = (size_t)snprintf(dst, HTTPC_BIN_HEADER_MAX,
+                                  "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
+                                  "\"shape\":[%zu,%zu],\"parameters\":{\"binary_data_size\":%zu}}],"
+                                  "\"parameters\":{\"binary_data_output\":true}}",
+                                  rows, n, bytes);
+    snprintf(extra, extra_cap, "Inference-Header-Content-Length: %zu\r\n", len);
+    memcpy(dst + len, x, bytes);
+    return len + bytes;
+}

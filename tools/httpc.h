@@ -138,3 +138,18 @@ int httpc_client_request(httpc_client *c, const char *method, const char *path,
 /* The last response's Inference-Header-Content-Length; UINT64_MAX when it
  * had none. */
 uint64_t httpc_client_infer_header_len(const httpc_client *c);
+
+/* Room httpc_binary_infer_body needs beyond the rows' bytes. */
+#define HTTPC_BIN_HEADER_MAX 256
+
+/*
+ * The body of an infer with Triton's binary tensor extension, as lnctl
+ * infer and lnctl bench send it: a JSON header naming one FP32 input of
+ * rows x n sent as binary data and asking for every output as binary
+ * data, then the rows' raw bytes (the host's floats, little-endian as the
+ * wire; lnbin.c asserts it). dst holds at least HTTPC_BIN_HEADER_MAX +
+ * rows * n * 4 bytes; extra gets the "Inference-Header-Content-Length:
+ * L\r\n" line for httpc_format_request. Returns the body's length.
+ */
+size_t httpc_binary_infer_body(char *dst, const float *x, size_t rows, size_t n, char *extra,
+                               size_t extra_cap);

@@ -625,14 +625,7 @@ static int infer_http_binary(infer_ctx *ic, const float *x, size_t B, size_t N, 
                              rowio_out *o)
 {
     char err[512], extra[96];
-    size_t bl = (size_t)sprintf(ic->body,
-                                "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
-                                "\"shape\":[%zu,%zu],\"parameters\":{\"binary_data_size\":%zu}}],"
-                                "\"parameters\":{\"binary_data_output\":true}}",
-                                B, N, B * N * sizeof(float));
-    snprintf(extra, sizeof extra, "Inference-Header-Content-Length: %zu\r\n", bl);
-    memcpy(ic->body + bl, x, B * N * sizeof(float)); /* little-endian hosts (lnbin.c) */
-    bl += B * N * sizeof(float);
+    size_t bl = httpc_binary_infer_body(ic->body, x, B, N, extra, sizeof extra);
     int st;
     const char *resp;
     size_t resp_len;
