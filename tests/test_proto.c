@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1227,6 +1228,96 @@ static void test_fast_vs_full(void **state)
     free(doc);
 }
 
+/* A document whose jansson tree outgrows the decode arena (proto/oip.c,
+ * JARENA_BYTES = 16 KiB): 600 unknown parameters (ignored, but parsed)
+ * and a nested data array of 64 x 64 values, which the full decode makes
+ * into 4096 jansson reals. */
+static char *big_envelope_doc(size_t *len)
+{
+    size_t cap = 1 << 17, k = 0;
+    char *d = malloc(cap);
+
+    assert_non_null(d);
+    k += (size_t)snprintf(d + k, cap - k, "{\"parameters\":{");
+    for (int i = 0; i < 600; i++)
+        k += (size_t)snprintf(d + k, cap - k, "%s\"p%d\":\"%032d\"",
+                              i ? "," : "", i, i);
+    k += (size_t)snprintf(d + k, cap - k,
+                          "},\"inputs\":[{\"name\":\"input\",\"datatype\":"
+                          "\"FP32\",\"shape\":[64,64],\"data\":[");
+    for (int r = 0; r < 64; r++) {
+        k += (size_t)snprintf(d + k, cap - k, "%s[", r ? "," : "");
+        for (int c = 0; c < 64; c++)
+            k += (size_t)snprintf(d + k, cap - k, "%s%d.%d", c ? "," : "",
+                                  r - 32, c);
+        k += (size_t)snprintf(d + k, cap - k, "]");
+    }
+    k += (size_t)snprintf(d + k, cap - k, "]}]}");
+    assert_true(k < cap);
+    *len = k;
+    return d;
+}
+
+typedef struct arena_run {
+    const char *doc;
+    size_t len;
+    int rounds, bad;
+} arena_run;
+
+static void *arena_thread(void *arg)
+{
+    arena_run *a = arg;
+    char small[] = "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
+                   "\"shape\":[1,4],\"data\":[1,2,3,4.5]}],\"id\":\"t\"}";
+
+    for (int i = 0; i < a->rounds; i++) {
+        oip_request r;
+        char e[OIP_ERR_MAX];
+        int big = i % 2;
+        if (oip__decode_infer_path(big ? a->doc : small,
+                                   big ? a->len : strlen(small),
+                                   OIP_JSON_ALL, &any_model, &r, e, i % 3 == 0,
+                                   NULL) != LNS_OK) {
+            a->bad++;
+            continue;
+        }
+        if (big ? r.n_rows != 64 || r.data[64 * 63 + 63] != 31.63f
+                : r.n_rows != 1 || r.data[3] != 4.5f || strcmp(r.id, "t"))
+            a->bad++;
+        oip_request_fini(&r);
+    }
+    return NULL;
+}
+
+/* jansson's values made during a decode live in a per-thread arena, and
+ * values made outside one with malloc: both decoders agree past the
+ * arena's end, a value made before decodes survives them and frees
+ * normally, and two threads decoding at once keep to their own arenas. */
+static void test_jansson_arena(void **state)
+{
+    size_t len, fast_ok = 0;
+    char *doc = big_envelope_doc(&len);
+    json_t *outside = json_pack("{s:[i,i],s:s}", "k", 1, 2, "s", "kept");
+    arena_run runs[2];
+    pthread_t t[2];
+
+    assert_non_null(outside);
+    check_paths_agree(doc, len, OIP_JSON_ALL, &any_model, &fast_ok);
+    assert_int_equal(fast_ok, 1);
+    for (int i = 0; i < 2; i++) {
+        runs[i] = (arena_run){doc, len, 200, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, arena_thread, &runs[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(runs[i].bad, 0);
+    }
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(outside, "k"), 1)), 2);
+    assert_string_equal(json_string_value(json_object_get(outside, "s")), "kept");
+    json_decref(outside);
+    free(doc);
+}
+
 /* The exact cases the two decoders used to disagree on: "-0" and a
  * decimal whose double is a float32 midpoint. */
 static void test_decode_exact_values(void **state)
@@ -2017,6 +2108,7 @@ int main(void)
         cmocka_unit_test(test_f32text_roundtrip),
         cmocka_unit_test(test_f32text_parse),
         cmocka_unit_test(test_fast_vs_full),
+        cmocka_unit_test(test_jansson_arena),
         cmocka_unit_test(test_decode_exact_values),
         cmocka_unit_test(test_fuzz_regressions),
         cmocka_unit_test(test_half_exhaustive),
