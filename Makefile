@@ -88,8 +88,7 @@ SERVER_OBJ := $(call obj,$(SERVER_SRC))
 
 UNIT_TESTS := test_core test_queue test_batch test_proto test_config test_geometry test_lnctl test_diag test_frame
 UNIT_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS))
-BENCH_BINS := $(B)/bench/bench_kernel $(B)/bench/bench_codec $(B)/bench/bench_geometry \
-              $(B)/bench/bench_binary
+BENCH_BINS := $(B)/bench/bench_kernel $(B)/bench/bench_codec $(B)/bench/bench_geometry
 
 .PHONY: all run test test-unit test-integration test-load bench bench-http deps clean check-layers format \
         check-f32-exhaustive fuzz fuzz-build
@@ -131,12 +130,6 @@ $(B)/tests/test_lnctl: $(B)/tests/test_lnctl.o $(call obj,tools/hist.c tools/htt
 # The binary protocol's codec needs nothing but status.o: it is tested alone.
 $(B)/tests/test_frame: $(B)/tests/test_frame.o $(B)/proto/frame.o $(B)/proto/status.o
 	$(CC) $(LDFLAGS) $^ -o $@ $(CMOCKA_LIBS) -lm
-
-# The binary protocol's load client (tools/lnbin.h, the blocking client
-# library); it checks responses against the scalar reference of core/.
-$(B)/bench/bench_binary: $(B)/bench/bench_binary.o $(B)/tools/lnbin.o $(B)/proto/frame.o \
-                         $(B)/proto/status.o $(B)/core/ln_ref.o
-	$(CC) $(LDFLAGS) $^ -o $@ -lm
 
 $(B)/tests/test_diag: $(B)/tests/test_diag.o $(CORE_OBJ)
 	$(CC) $(LDFLAGS) $^ -o $@ $(CMOCKA_LIBS) -lm
@@ -378,10 +371,12 @@ bench-peers: deps
 	$(PEER_RUN)
 
 # The binary protocol over io_uring, pipelined, against nginx serving the
-# same bytes, then open loop at half the peak for p99 (bench/binary_bench.sh).
+# same bytes, then open loop at half the peaks for p99, beside nginx open
+# loop at half its own peak; lnctl bench is the load generator and says how
+# busy it was (bench/binary_bench.sh).
 .PHONY: bench-binary
 bench-binary: deps
-	@$(MAKE) --no-print-directory VARIANT=release build/release/lnserve build/release/bench/bench_binary
+	@$(MAKE) --no-print-directory VARIANT=release build/release/lnserve build/release/lnctl
 	bench/binary_bench.sh $(or $(N),768) $(or $(CONNS),16) $(or $(SECS),10) $(or $(DEPTH),32)
 
 # One table: lnserve over http-json, http-binary, binary-tcp (x1 and

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,6 +100,8 @@ typedef struct bench {
     int connected; /* some connection was ever established */
     uint64_t in_flight;
     uint64_t late_max; /* open loop: most requests overdue at once */
+    uint64_t cpu0_ns;  /* this process's CPU time when measuring began */
+    double client_cpu; /* CPU time over the measured window / its length */
     char first_error[256];
 } bench;
 
@@ -118,6 +121,17 @@ int bench_proto_parse(const char *s, bench_proto *p)
 const char *bench_proto_name(bench_proto p)
 {
     return (unsigned)p < sizeof PROTO_NAME / sizeof *PROTO_NAME ? PROTO_NAME[p] : "?";
+}
+
+/* This process's user + system CPU time. lnctl bench is one thread, so
+ * over a window it says how busy the load generator itself was. */
+static uint64_t cpu_ns(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000ull +
+           ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000ull;
 }
 
 static uint64_t now_ns(void)
@@ -969,9 +983,9 @@ static void report(const bench *b, double window_s)
                (unsigned long long)b->err[E_WRONG]);
         for (int k = 0; k < E_N; k++)
             printf("%s\"%s\":%llu", k ? "," : "", ERR_NAME[k], (unsigned long long)b->err[k]);
-        printf("},\"errors_total\":%llu,\"late_max\":%llu,\"seed\":%llu}\n",
+        printf("},\"errors_total\":%llu,\"late_max\":%llu,\"client_cpu\":%.3f,\"seed\":%llu}\n",
                (unsigned long long)err_total(b, 1), (unsigned long long)b->late_max,
-               (unsigned long long)o->seed);
+               b->client_cpu, (unsigned long long)o->seed);
         return;
     }
     printf("lnctl bench  %s  model %s  %u x %u rows  %u connections x %u in flight  %s\n",
@@ -990,6 +1004,8 @@ static void report(const bench *b, double window_s)
            "   mean %.1f us\n",
            (double)pv[0] / 1e3, (double)pv[1] / 1e3, (double)pv[2] / 1e3, (double)pv[3] / 1e3,
            (double)b->lat.max / 1e3, hist_mean(&b->lat) / 1e3);
+    printf("client cpu   %.0f %% of one core%s\n", 100 * b->client_cpu,
+           b->client_cpu > 0.9 ? " (the load generator may be what sets the pace)" : "");
     printf("errors      ");
     for (int k = 0; k < E_N; k++)
         printf(" %s %llu", ERR_NAME[k], (unsigned long long)b->err[k]);
@@ -1049,6 +1065,7 @@ int bench_run(const bench_opts *o)
     b->t0 = now_ns();
     b->t_meas = b->t0 + warm_ns;
     b->measuring = warm_ns == 0;
+    b->cpu0_ns = cpu_ns();
     b->t_end = o->duration_s > 0 ? b->t_meas + (uint64_t)(o->duration_s * 1e9) : UINT64_MAX;
     double period_ns = o->rate > 0 ? 1e9 / o->rate : 0;
     for (unsigned i = 0; i < o->connections; i++)
@@ -1061,6 +1078,7 @@ int bench_run(const bench_opts *o)
         uint64_t t = now_ns();
         if (!b->measuring && t >= b->t_meas) {
             b->measuring = 1;
+            b->cpu0_ns = cpu_ns();
             last_n = 0;
             last_t = t;
         }
@@ -1124,6 +1142,8 @@ int bench_run(const bench_opts *o)
         }
     }
     uint64_t t_fin = now_ns();
+    if (t_fin > b->t_meas)
+        b->client_cpu = (double)(cpu_ns() - b->cpu0_ns) / (double)(t_fin - b->t_meas);
     for (unsigned i = 0; i < o->connections; i++) {
         unsigned lost = b->frames ? b->c[i].n_inflight
                                   : b->c[i].state == C_SENDING || b->c[i].state == C_WAITING;

@@ -291,6 +291,8 @@ def test_bench_every_protocol():
         assert d["response_bytes"] > 4 * 768, d
         lat = d["latency_us"]
         assert 0 < lat["p50"] <= lat["p99"] <= lat["max"] * 1.01, (p, lat)
+        # one thread: its CPU time over the window is a share of one core
+        assert 0 < d["client_cpu"] <= 1.05, (p, d["client_cpu"])
 
 
 def test_bench_binary_open_loop_rows():
