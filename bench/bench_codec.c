@@ -134,7 +134,15 @@ static void decode_full(const slice *s, size_t n, char *out)
     decode_body(s, 1);
 }
 
+/* What the server does: the whole array at once (8 values at a time with
+ * AVX-512). */
 static void print_f32text(const slice *s, size_t n, char *out)
+{
+    sink = (float)f32text_print_array(out, s->v, n);
+}
+
+/* One value at a time (dragonbox). */
+static void print1_f32text(const slice *s, size_t n, char *out)
 {
     char *o = out;
 
@@ -182,7 +190,7 @@ static int pool_init(pool *pl, float *v, size_t n)
     pl->next = 0;
     pl->buf = malloc((size_t)POOL_N * 17 + pl->n_slices * (head_len + 8));
     pl->s = malloc(pl->n_slices * sizeof *pl->s);
-    pl->out = malloc(n * 32 + 2);
+    pl->out = malloc(n * 32 + 2 + F32TEXT_MAX);
     if (!pl->buf || !pl->s || !pl->out)
         return -1;
     o = pl->buf;
@@ -251,7 +259,8 @@ int main(void)
     printf("float codec, one core, M floats/s (best of 7), %u distinct values in slices of N\n",
            POOL_N);
     printf("%-6s %-6s %12s %22s %8s\n", "N", "op", "f32text", "jansson / snprintf", "ratio");
-    printf("(decode: oip_decode_infer's fast path / its full jansson decode)\n");
+    printf("(decode: oip_decode_infer's fast path / its full jansson decode;\n"
+           " print: f32text_print_array, as the server prints; print1: f32text_print per value)\n");
     for (size_t si = 0; si < 2; si++) {
         size_t n = sizes[si];
         pool pl;
@@ -268,6 +277,8 @@ int main(void)
         a = rate(print_f32text, &pl);
         b = rate(print_snprintf, &pl);
         printf("%-6zu %-6s %12.1f %22.1f %7.1fx\n", n, "print", a, b, a / b);
+        a = rate(print1_f32text, &pl);
+        printf("%-6zu %-6s %12.1f %22.1f %7.1fx\n", n, "print1", a, b, a / b);
         pool_fini(&pl);
     }
     free(v);

@@ -44,7 +44,7 @@
  *
  * Encoding the infer response is done by hand into one growing buffer:
  * building a jansson tree would cost a malloc per number. Every float goes
- * through buf_put_f32_array() and f32text_print(), the one place that
+ * through buf_put_array() and f32text_print_array(), the one place that
  * decides how floats are printed (shortest round trip, see there).
  * A result value that is not finite (a float32 overflow caused by a large
  * gain or bias) cannot be written in JSON: oip_encode_infer returns
@@ -1546,8 +1546,9 @@ static void buf_put_size(buf *b, size_t v)
  * Every float of a JSON response goes through here: count values of a
  * tensor of datatype dt, as a JSON array. FP32 and (rounded first) FP16 and
  * BF16 values print as the shortest decimal that reads back to the same
- * float32 (f32text_print, dragonbox), which also reads back to the same
- * FP16 / BF16 value; always with a "." or an exponent so it reads as a
+ * float32 (f32text_print_array: dragonbox, or the same digits from
+ * Schubfach in AVX-512), which also reads back to the same FP16 / BF16
+ * value; always with a "." or an exponent so it reads as a
  * real and "-0.0" keeps its sign in parsers that make "-0" the integer 0
  * (jansson among them). FP64 values (float32 results widened) print with
  * 17 significant digits, enough for any double to read back exactly: the
@@ -1556,7 +1557,8 @@ static void buf_put_size(buf *b, size_t v)
  */
 static void buf_put_array(buf *b, const float *v, size_t count, oip_dtype dt)
 {
-    enum { F64TEXT_MAX = 32 }; /* "-1.2345678901234567e-45" and ".0" */
+    enum { F64TEXT_MAX = 32, /* "-1.2345678901234567e-45" and ".0" */
+           ROUNDED_CHUNK = 256 };
     /* Each value advances at most per + 1 bytes (with its comma); the last
      * one's writes may reach F32TEXT_MAX past its start (f32text.h). */
     size_t per = dt == OIP_DT_FP64 ? F64TEXT_MAX : F32TEXT_LEN_MAX;
@@ -1571,18 +1573,18 @@ static void buf_put_array(buf *b, const float *v, size_t count, oip_dtype dt)
     *o++ = '[';
     switch (dt) {
     case OIP_DT_FP32:
-        for (size_t i = 0; i < count; i++) {
-            if (i)
-                *o++ = ',';
-            o += f32text_print(o, v[i]);
-        }
+        o += f32text_print_array(o, v, count);
         break;
     case OIP_DT_FP16:
     case OIP_DT_BF16:
-        for (size_t i = 0; i < count; i++) {
+        for (size_t i = 0; i < count; i += ROUNDED_CHUNK) {
+            float r[ROUNDED_CHUNK];
+            size_t m = count - i < ROUNDED_CHUNK ? count - i : ROUNDED_CHUNK;
+            for (size_t j = 0; j < m; j++)
+                r[j] = round_to(dt, v[i + j]);
             if (i)
                 *o++ = ',';
-            o += f32text_print(o, round_to(dt, v[i]));
+            o += f32text_print_array(o, r, m);
         }
         break;
     default:

@@ -804,6 +804,85 @@ static int sig_digits(const char *s, size_t n)
            (memchr(s + first, '.', (size_t)(last - first)) != NULL);
 }
 
+/* A float32 for the array printer: one of every kind of value its vector
+ * path treats apart (zero, the 7 smallest subnormals it leaves to the
+ * scalar path, other subnormals, c = 2^23 where the gap below halves, the
+ * smallest normals, exact integers, powers of 10, trailing zeros), or
+ * test_value's mix. */
+static float array_value(void)
+{
+    uint32_t u;
+
+    switch (rng_below(12)) {
+    case 0:
+        u = (uint32_t)rng_below(2) << 31 | (uint32_t)rng_below(16); /* 0, tiny */
+        break;
+    case 1:
+        u = (uint32_t)rng_next() & 0x807fffffu; /* subnormal */
+        break;
+    case 2:
+        u = (uint32_t)rng_below(255) << 23; /* powers of 2 */
+        break;
+    case 3:
+        u = 0x00800000u + (uint32_t)rng_below(64); /* smallest normals */
+        break;
+    case 4: {
+        float f = (float)(rng_below(2000000) - 1000000); /* integers */
+        memcpy(&u, &f, sizeof u);
+        break;
+    }
+    case 5: {
+        float f = powf(10.0f, (float)((int)rng_below(77) - 45)); /* ~10^k */
+        memcpy(&u, &f, sizeof u);
+        u += (uint32_t)rng_below(3) - 1;
+        break;
+    }
+    default:
+        return test_value(100);
+    }
+    return isfinite(bits_f32(u)) ? bits_f32(u) : 1.0f;
+}
+
+/* f32text_print_array writes exactly what f32text_print does value by
+ * value, with commas: every length from 0 to 300 (the vector path's
+ * chunks and the scalar tail), then 4000 arrays of random length, about
+ * 2.5 M values in all. tests/f32_exhaustive.c does all 2^32 patterns. */
+static void test_f32text_print_array(void **state)
+{
+    enum { MAXN = 1200 };
+    float *v = malloc(MAXN * sizeof *v);
+    char *got = malloc(MAXN * (F32TEXT_LEN_MAX + 1) + F32TEXT_MAX);
+    char *want = malloc(MAXN * (F32TEXT_LEN_MAX + 1) + F32TEXT_MAX);
+    size_t total = 0;
+
+    assert_true(v && got && want);
+    for (size_t it = 0; it < 301 + 4000; it++) {
+        size_t n = it <= 300 ? it : rng_below(MAXN + 1), ng, nw = 0;
+        for (size_t i = 0; i < n; i++)
+            v[i] = array_value();
+        ng = f32text_print_array(got, v, n);
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                want[nw++] = ',';
+            nw += f32text_print(want + nw, v[i]);
+        }
+        if (ng != nw || memcmp(got, want, nw) != 0) {
+            size_t at = 0;
+            while (at < ng && at < nw && got[at] == want[at])
+                at++;
+            print_error("n=%zu: array \"%.*s\" where one by one \"%.*s\"\n", n,
+                        (int)(ng - at < 40 ? ng - at : 40), got + at,
+                        (int)(nw - at < 40 ? nw - at : 40), want + at);
+            fail();
+        }
+        total += n;
+    }
+    print_message("print_array: %zu values\n", total);
+    free(v);
+    free(got);
+    free(want);
+}
+
 /* 2 million float32 patterns (specials, a quarter subnormal): every one
  * prints as a JSON real that parses back, by f32text and by strtof, to the
  * same bits, in no more significant digits than %.9g would use and no more
@@ -2106,6 +2185,7 @@ int main(void)
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_fuzz),
         cmocka_unit_test(test_f32text_roundtrip),
+        cmocka_unit_test(test_f32text_print_array),
         cmocka_unit_test(test_f32text_parse),
         cmocka_unit_test(test_fast_vs_full),
         cmocka_unit_test(test_jansson_arena),
