@@ -196,36 +196,6 @@ static inline void cpu_relax(void)
 #endif
 }
 
-int queue_pop_wait(queue *q, void **item, unsigned spin_iters)
-{
-    for (unsigned i = 0; i < spin_iters; i++) {
-        if (queue_try_pop(q, item) == 0)
-            return 0;
-        cpu_relax();
-    }
-
-    pthread_mutex_lock(&q->lock);
-    atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_relaxed);
-    /* See queue_push: sleepers++ before re-checking the ring. */
-    atomic_thread_fence(memory_order_seq_cst);
-    int rc;
-    for (;;) {
-        if (queue_try_pop(q, item) == 0) {
-            rc = 0;
-            break;
-        }
-        /* Pairs with the release store in queue_close. */
-        if (atomic_load_explicit(&q->closed, memory_order_acquire)) {
-            rc = -ESHUTDOWN;
-            break;
-        }
-        pthread_cond_wait(&q->nonempty, &q->lock);
-    }
-    atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed);
-    pthread_mutex_unlock(&q->lock);
-    return rc;
-}
-
 static uint64_t mono_ns(void)
 {
     struct timespec ts;
@@ -236,12 +206,12 @@ static uint64_t mono_ns(void)
 int queue_pop_max_until(queue *q, size_t max_weight, uint64_t deadline_ns, unsigned spin_iters,
                         void **item, size_t *weight)
 {
-    int rc;
+    int rc, forever = deadline_ns == UINT64_MAX;
     for (unsigned i = 0; i < spin_iters; i++) {
         rc = queue_try_pop_max(q, max_weight, item, weight);
         if (rc != -EAGAIN)
             return rc;
-        if ((i & 63) == 63 && mono_ns() >= deadline_ns)
+        if (!forever && (i & 63) == 63 && mono_ns() >= deadline_ns)
             return -ETIMEDOUT;
         cpu_relax();
     }
@@ -261,6 +231,10 @@ int queue_pop_max_until(queue *q, size_t max_weight, uint64_t deadline_ns, unsig
             rc = -ESHUTDOWN;
             break;
         }
+        if (forever) {
+            pthread_cond_wait(&q->nonempty, &q->lock);
+            continue;
+        }
         if (pthread_cond_timedwait(&q->nonempty, &q->lock, &ts) == ETIMEDOUT) {
             rc = queue_try_pop_max(q, max_weight, item, weight);
             if (rc == -EAGAIN)
@@ -275,6 +249,11 @@ int queue_pop_max_until(queue *q, size_t max_weight, uint64_t deadline_ns, unsig
         pthread_cond_signal(&q->nonempty);
     pthread_mutex_unlock(&q->lock);
     return rc;
+}
+
+int queue_pop_wait(queue *q, void **item, unsigned spin_iters)
+{
+    return queue_pop_max_until(q, SIZE_MAX, UINT64_MAX, spin_iters, item, NULL);
 }
 
 void queue_close(queue *q)

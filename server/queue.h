@@ -55,14 +55,14 @@ int queue_try_pop_max(queue *q, size_t max_weight, void **item, size_t *weight);
 
 /* queue_try_pop_max that waits for an item until deadline_ns
  * (CLOCK_MONOTONIC, as metrics_now_ns), spinning spin_iters times first:
- * 0, -E2BIG, -ETIMEDOUT at the deadline, or -ESHUTDOWN once the queue is
- * closed and empty. A sleeper that is woken for an item too heavy for it
- * passes the wake-up on to another sleeper. */
+ * 0, -E2BIG, -ETIMEDOUT at the deadline (none when it is UINT64_MAX), or
+ * -ESHUTDOWN once the queue is closed and empty. A sleeper that is woken
+ * for an item too heavy for it passes the wake-up on to another sleeper. */
 int queue_pop_max_until(queue *q, size_t max_weight, uint64_t deadline_ns, unsigned spin_iters,
                         void **item, size_t *weight);
 
 /* Pops one item, spinning spin_iters times and then sleeping until one
- * arrives. Returns 0, or -ESHUTDOWN once queue_close() was called and the
+ * arrives (queue_pop_max_until with no weight limit and no deadline). Returns 0, or -ESHUTDOWN once queue_close() was called and the
  * queue is empty (items pushed before close are still handed out). */
 int queue_pop_wait(queue *q, void **item, unsigned spin_iters);
 
