@@ -199,14 +199,6 @@ inline size_t format_decimal(char *o, uint32_t sig, int exponent)
  * binary exponents q of float32, -45..31. Computed exactly with Python's
  * integers.
  */
-/* GCC 12's AVX-512 intrinsics self-initialize their "undefined" operand,
- * which -Wuninitialized flags in C++ at every use. */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 const uint64_t G_TAB[77] = {
     0x59aedfc10d7279c6ull, 0x47bf19673df52e38ull, 0x72cb5bd86321e38dull,
     0x5bd5e313828182d7ull, 0x4977e8dc68679be0ull, 0x758ca7c70d7292ffull,
@@ -235,6 +227,15 @@ const uint64_t G_TAB[77] = {
     0x4f3a68dbc8f03f25ull, 0x7ec3daf941806507ull, 0x65697bfa9acd1da0ull,
     0x51212ffbaf0a7e19ull, 0x40e7599625a1fe7bull,
 };
+
+/* GCC 12's AVX-512 intrinsics self-initialize their "undefined" operand,
+ * which -Wuninitialized flags in C++ at every use: off for the functions
+ * below, which are intrinsics only. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512cd"))) inline __m512i
 mul_high(__m512i g, __m512i cp)
@@ -333,7 +334,7 @@ decimal8(const uint32_t *bits, digits8_block *d)
     r = _mm512_mask_mov_epi64(r, upin ^ wpin, _mm512_mask_mov_epi64(tp10, upin, sp10));
     __m512i e = k;
     /* trailing zeros, all lanes at once (r < 2^32: x / 10 = x * 0xcccccccd / 2^35) */
-    __mmask8 live = static_cast<__mmask8>(~special);
+    __mmask8 live = static_cast<__mmask8>(~special) & _mm512_test_epi64_mask(r, r);
     for (;;) {
         __m512i r10 = _mm512_srli_epi64(_mm512_mul_epu32(r, _mm512_set1_epi64(0xcccccccd)), 35);
         __mmask8 z = _mm512_mask_cmpeq_epi64_mask(live, r, _mm512_mullo_epi64(r10, _mm512_set1_epi64(10)));
@@ -434,6 +435,11 @@ extern "C" __attribute__((flatten)) size_t f32text_print(char *dst, float v)
     auto dec = jkj::dragonbox::to_decimal(v, jkj::dragonbox::policy::sign::ignore,
                                           jkj::dragonbox::policy::trailing_zero::remove);
     return static_cast<size_t>(o - dst) + format_decimal(o, dec.significand, dec.exponent);
+}
+
+extern "C" const char *f32text_print_array_path(void)
+{
+    return have_avx512() ? "avx512" : "scalar";
 }
 
 extern "C" size_t f32text_print_array(char *dst, const float *v, size_t count)

@@ -9,8 +9,9 @@
  * at tens of millions of numbers per second per core, where jansson and
  * snprintf("%.9g") manage a few million (bench/bench_codec.c).
  *
- * Pure functions: no allocation, no globals, no locale; safe from any
- * thread. Implemented in f32text.cc (C++17, no exceptions, no RTTI).
+ * Pure functions: no allocation, no locale, no state but a flag set once
+ * (whether the CPU has AVX-512); safe from any thread. Implemented in
+ * f32text.cc (C++17, no exceptions, no RTTI).
  */
 #pragma once
 
@@ -45,9 +46,15 @@ size_t f32text_print(char *dst, float v);
  * (no brackets, no spaces), into dst (at least count * (F32TEXT_LEN_MAX +
  * 1) + F32TEXT_MAX bytes) and returns the length; bytes past it may have
  * been written. The same bytes as f32text_print's, value by value; with
- * AVX-512 the digits of 8 values are found at once.
+ * AVX-512, arrays are done in chunks of 128 values whose digits are found
+ * 8 at a time (Schubfach), and what is left after the last whole chunk
+ * value by value.
  */
 size_t f32text_print_array(char *dst, const float *v, size_t count);
+
+/* Which way f32text_print_array finds digits on this CPU: "avx512" or
+ * "scalar" (tests say which one they checked). */
+const char *f32text_print_array_path(void);
 
 /*
  * Reads one JSON number (RFC 8259 grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?

@@ -55,7 +55,6 @@
 
 #include <jansson.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1369,18 +1368,36 @@ static lns_status decode_raw(const char *body, size_t len,
  * buffer: json_loadb of Triton's binary-extension header (150 bytes)
  * took 3.5 us with glibc malloc and 2.0 us from an arena (a loop over
  * that header, this VM), and the binary path serves a request in ~20 us.
- * The functions are process-wide (json_set_alloc_funcs, set once here):
+ * The functions are process-wide (json_set_alloc_funcs), installed by a
+ * constructor before main, so before any thread can be inside jansson:
  * outside a decode, or past the arena's end, they are malloc and free, so
  * a node from either kind of memory can be freed whenever. The rule that
  * makes it safe: no jansson value made during a decode outlives it (every
  * root is decref'd before the decode returns; the request keeps copies).
+ * Under ASan the arena is poisoned between decodes, so a value that did
+ * outlive one would be reported at its first use.
  */
 #define JARENA_BYTES (16 * 1024)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define JARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define JARENA_ASAN 1
+#endif
+#endif
+#ifdef JARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define JARENA_POISON(on) \
+    ((on) ? ASAN_POISON_MEMORY_REGION(jarena_mem, JARENA_BYTES) \
+          : ASAN_UNPOISON_MEMORY_REGION(jarena_mem, JARENA_BYTES))
+#else
+#define JARENA_POISON(on) ((void)0)
+#endif
 
 static _Thread_local _Alignas(16) char jarena_mem[JARENA_BYTES];
 static _Thread_local size_t jarena_used;
 static _Thread_local int jarena_on;
-static pthread_once_t jarena_once = PTHREAD_ONCE_INIT;
 
 static void *jarena_malloc(size_t size)
 {
@@ -1397,19 +1414,20 @@ static void *jarena_malloc(size_t size)
 
 static void jarena_free(void *p)
 {
-    if ((char *)p >= jarena_mem && (char *)p < jarena_mem + JARENA_BYTES)
+    uintptr_t u = (uintptr_t)p, base = (uintptr_t)jarena_mem;
+    if (u - base < JARENA_BYTES) /* in this thread's arena (u < base wraps) */
         return;
     free(p);
 }
 
-static void jarena_install(void)
+__attribute__((constructor)) static void jarena_install(void)
 {
     json_set_alloc_funcs(jarena_malloc, jarena_free);
 }
 
 static void jarena_begin(void)
 {
-    pthread_once(&jarena_once, jarena_install);
+    JARENA_POISON(0);
     jarena_used = 0;
     jarena_on = 1;
 }
@@ -1417,6 +1435,7 @@ static void jarena_begin(void)
 static void jarena_end(void)
 {
     jarena_on = 0;
+    JARENA_POISON(1);
 }
 
 lns_status oip__decode_infer_path(const char *body, size_t len,

@@ -78,7 +78,8 @@ int main(void)
     if (n_block)
         bad_array += (uint64_t)array_differs(n_block, len);
     printf("f32_exhaustive: %" PRIu64 " finite float32 patterns, %" PRIu64
-           " failed to round-trip; %" PRIu64 " arrays of up to %d printed differently\n",
-           checked, bad, bad_array, BLOCK);
+           " failed to round-trip; %" PRIu64 " arrays of up to %d printed differently"
+           " (print_array's %s path)\n",
+           checked, bad, bad_array, BLOCK, f32text_print_array_path());
     return bad != 0 || bad_array != 0;
 }

@@ -101,6 +101,7 @@ typedef struct bench {
     uint64_t in_flight;
     uint64_t late_max; /* open loop: most requests overdue at once */
     uint64_t cpu0_ns;  /* this process's CPU time when measuring began */
+    uint64_t wall0_ns; /* and the clock then (0: it never began) */
     double client_cpu; /* CPU time over the measured window / its length */
     char first_error[256];
 } bench;
@@ -1066,6 +1067,7 @@ int bench_run(const bench_opts *o)
     b->t_meas = b->t0 + warm_ns;
     b->measuring = warm_ns == 0;
     b->cpu0_ns = cpu_ns();
+    b->wall0_ns = b->measuring ? b->t0 : 0;
     b->t_end = o->duration_s > 0 ? b->t_meas + (uint64_t)(o->duration_s * 1e9) : UINT64_MAX;
     double period_ns = o->rate > 0 ? 1e9 / o->rate : 0;
     for (unsigned i = 0; i < o->connections; i++)
@@ -1079,6 +1081,7 @@ int bench_run(const bench_opts *o)
         if (!b->measuring && t >= b->t_meas) {
             b->measuring = 1;
             b->cpu0_ns = cpu_ns();
+            b->wall0_ns = t;
             last_n = 0;
             last_t = t;
         }
@@ -1142,8 +1145,8 @@ int bench_run(const bench_opts *o)
         }
     }
     uint64_t t_fin = now_ns();
-    if (t_fin > b->t_meas)
-        b->client_cpu = (double)(cpu_ns() - b->cpu0_ns) / (double)(t_fin - b->t_meas);
+    if (b->wall0_ns && t_fin > b->wall0_ns)
+        b->client_cpu = (double)(cpu_ns() - b->cpu0_ns) / (double)(t_fin - b->wall0_ns);
     for (unsigned i = 0; i < o->connections; i++) {
         unsigned lost = b->frames ? b->c[i].n_inflight
                                   : b->c[i].state == C_SENDING || b->c[i].state == C_WAITING;

@@ -30,6 +30,9 @@ import threading
 import time
 import traceback
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from lnserve_proc import LnserveProcess  # noqa: E402  (tests/lnserve_proc.py)
+
 BINARY = None
 SEED = int(os.environ.get("LNSERVE_TEST_SEED", str(int(time.time()) % 100000)))
 TOL = 2.0 ** -20  # as tests/integration/test_server.py
@@ -174,37 +177,15 @@ def check_infer(resp, rows, mask=ALL, **kw):
             assert close(out["radius"][b], rho, 1e-5), ("radius", b)
 
 
-class Server:
+class Server(LnserveProcess):
     def __init__(self, *args, env=None, unix=True):
         self.tmp = tempfile.mkdtemp(prefix="lnserve-bin-")
         self.sock = os.path.join(self.tmp, "ln.sock") if unix else None
         extra = ["--unix-socket", self.sock] if unix else []
-        self.args = [BINARY, "--address", "127.0.0.1", "--port", "0", "--binary-port", "0",
-                     *extra, *args]
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=dict(os.environ, **(env or {})))
-        self.port = None
-        self.http_port = None
-        self.stderr_lines = []
-        want = 2 if unix else 1
-        lines = []
-        while len([l for l in lines if "binary listening" in l]) < want:
-            line = self.proc.stdout.readline()
-            if not line:
-                self.proc.kill()
-                raise RuntimeError("server did not start: " + "".join(lines) +
-                                   self.proc.stderr.read())
-            lines.append(line)
-            if "binary listening on tcp://" in line:
-                self.port = int(line.strip().rsplit(":", 1)[1])
-            elif "listening on http://" in line:
-                self.http_port = int(line.strip().rsplit(":", 1)[1])
-        self._t = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._t.start()
-
-    def _drain_stderr(self):
-        for line in self.proc.stderr:
-            self.stderr_lines.append(line)
+        super().__init__(BINARY, "--binary-port", "0", *extra, *args, env=env,
+                         binary_listeners=2 if unix else 1)
+        # here port is the binary protocol's, as every test of this file uses it
+        self.http_port, self.port = self.port, self.binary_port
 
     def tcp(self, timeout=60):
         return Conn(("127.0.0.1", self.port), timeout)
@@ -242,12 +223,8 @@ class Server:
         return r is not None and r[0] == PONG and r[3] == "ok"
 
     def stop(self, sig=signal.SIGTERM, timeout=60):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        rc = self.proc.wait(timeout=timeout)
-        self._t.join(timeout=5)
-        report = [l for l in self.stderr_lines if "Sanitizer" in l or "runtime error" in l]
-        assert not report, "".join(self.stderr_lines[-60:])
+        rc = super().stop(sig, timeout)
+        assert not self.sanitizer_reports(), "".join(self.stderr_lines[-60:])
         return rc
 
 

@@ -36,11 +36,13 @@ import random
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
 import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from lnserve_proc import LnserveProcess  # noqa: E402  (tests/lnserve_proc.py)
 
 BINARY = None
 SAN = ""  # "asan", "tsan" or "" (release/debug), from the binary itself
@@ -130,25 +132,9 @@ class Payload:
 # ---- the server --------------------------------------------------------------
 
 
-class Server:
+class Server(LnserveProcess):
     def __init__(self, *args, env=None):
-        self.args = [BINARY, "--address", "127.0.0.1", "--port", "0"] + list(args)
-        e = dict(os.environ)
-        e.update(env or {})
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=e)
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            self.proc.kill()
-            raise RuntimeError("server did not start: " + line + self.proc.stderr.read())
-        self.port = int(line.strip().rsplit(":", 1)[1])
-        self.stderr_lines = []
-        self._t = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._t.start()
-
-    def _drain_stderr(self):
-        for line in self.proc.stderr:
-            self.stderr_lines.append(line)
+        super().__init__(BINARY, *args, env=env)
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -157,24 +143,8 @@ class Server:
                     return int(line.split()[1])
         raise AssertionError("no VmRSS")
 
-    def alive(self):
-        return self.proc.poll() is None
-
-    def tail(self, n=30):
-        return "".join(self.stderr_lines[-n:])
-
     def stop(self, timeout=60):
-        """SIGTERM, wait, return the exit status (a hang is a failure)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"no exit {timeout} s after SIGTERM")
-        self._t.join(timeout=5)
-        return rc
+        return super().stop(timeout=timeout)
 
     def kill(self):
         if self.proc.poll() is None:

@@ -25,6 +25,9 @@ import threading
 import time
 import traceback
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from lnserve_proc import LnserveProcess  # noqa: E402  (tests/lnserve_proc.py)
+
 BINARY = None
 SEED = int(os.environ.get("LNSERVE_TEST_SEED", str(int(time.time()) % 100000)))
 
@@ -108,25 +111,10 @@ def infer_body(rows, **extra):
     return json.dumps(doc)
 
 
-class Server:
+class Server(LnserveProcess):
     def __init__(self, *args, env=None):
-        self.args = [BINARY, "--address", "127.0.0.1", "--port", "0"] + list(args)
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True,
-                                     env=dict(os.environ, **(env or {})))
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            self.proc.kill()
-            raise RuntimeError("server did not start: " + line + self.proc.stderr.read())
-        self.port = int(line.strip().rsplit(":", 1)[1])
+        super().__init__(BINARY, *args, env=env)
         self.tls = None  # CA file to trust when the server speaks HTTPS
-        self.stderr_lines = []
-        self._t = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._t.start()
-
-    def _drain_stderr(self):
-        for line in self.proc.stderr:
-            self.stderr_lines.append(line)
 
     def conn(self, timeout=60):
         if self.tls:
@@ -143,13 +131,6 @@ class Server:
         if conn is None:
             c.close()
         return resp.status, dict(resp.getheaders()), data
-
-    def stop(self, sig=signal.SIGTERM, timeout=30):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        rc = self.proc.wait(timeout=timeout)
-        self._t.join(timeout=5)
-        return rc
 
 
 # ---------------------------------------------------------------------------

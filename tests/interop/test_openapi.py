@@ -33,15 +33,16 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
 import yaml  # PyYAML: a dependency of schemathesis, so in the venv
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from lnserve_proc import LnserveProcess  # noqa: E402  (tests/lnserve_proc.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCHEMA = os.path.join(HERE, "..", "..", "proto", "openapi.yaml")
@@ -64,24 +65,10 @@ MODELS = [
 MODEL_NAMES = ["layernorm", "rmsnorm"] + [m["name"] for m in MODELS]
 
 
-class Server:
+class Server(LnserveProcess):
     def __init__(self, binary, *args, env=None):
-        argv = [binary, "--address", "127.0.0.1", "--port", "0"] + list(args)
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=dict(os.environ, **(env or {})))
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            self.proc.kill()
-            raise RuntimeError("server did not start: " + line + self.proc.stderr.read())
-        self.port = int(line.strip().rsplit(":", 1)[1])
+        super().__init__(binary, *args, env=env)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.stderr_lines = []
-        self._t = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._t.start()
-
-    def _drain_stderr(self):
-        for line in self.proc.stderr:
-            self.stderr_lines.append(line)
 
     def request(self, method, path, body=None, headers=None):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -91,13 +78,6 @@ class Server:
             return r.status, dict(r.getheaders()), r.read()
         finally:
             c.close()
-
-    def stop(self, timeout=30):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=timeout)
-        self._t.join(timeout=5)
-        return rc
 
 
 def load_schema():

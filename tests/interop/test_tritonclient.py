@@ -41,15 +41,16 @@ The server listens on 127.0.0.1 only, on a port it picks.
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import time
 import traceback
 
 import numpy as np
 import tritonclient.http as httpclient
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from lnserve_proc import LnserveProcess  # noqa: E402  (tests/lnserve_proc.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -67,31 +68,10 @@ class Skip(Exception):
     pass
 
 
-class Server:
+class Server(LnserveProcess):
     def __init__(self, binary, *args):
-        argv = [binary, "--address", "127.0.0.1", "--port", "0"] + list(args)
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            self.proc.kill()
-            raise RuntimeError("server did not start: " + line + self.proc.stderr.read())
-        self.port = int(line.strip().rsplit(":", 1)[1])
+        super().__init__(binary, *args)
         self.hostport = f"127.0.0.1:{self.port}"
-        self.stderr_lines = []
-        self._t = threading.Thread(target=self._drain_stderr, daemon=True)
-        self._t.start()
-
-    def _drain_stderr(self):
-        for line in self.proc.stderr:
-            self.stderr_lines.append(line)
-
-    def stop(self, timeout=30):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=timeout)
-        self._t.join(timeout=5)
-        return rc
 
 
 def ref_ln(x, gain=None, bias=None):

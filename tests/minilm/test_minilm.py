@@ -48,10 +48,7 @@ import argparse
 import http.client
 import json
 import os
-import signal
-import subprocess
 import sys
-import threading
 import traceback
 
 for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -64,6 +61,9 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools", "minilm"))
 import extract  # noqa: E402  (MODELS, the checkpoint reader)
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from lnserve_proc import LnserveProcess  # noqa: E402  (tests/lnserve_proc.py)
+
 U = 2.0 ** -24
 OUT_TOL_ULP = 5.0      # VEC_TOL_ULP_AVX2 (4) + the reference's rounding (1)
 DIAG_TOL_U = 9.0       # VEC_TOL_U (8) + 1
@@ -71,24 +71,7 @@ K_AXES = 16            # server/models.c MODEL_MAX_AXES
 NAMES = ["output", "mean", "rstd", "radius", "depth", "plane_residual", "axes"]
 
 
-class Server:
-    def __init__(self, binary, *args):
-        argv = [binary, "--address", "127.0.0.1", "--port", "0"] + list(args)
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            self.proc.kill()
-            raise RuntimeError("server did not start: " + line + self.proc.stderr.read())
-        self.port = int(line.strip().rsplit(":", 1)[1])
-        self.stderr_lines = []
-        self._t = threading.Thread(target=self._drain, daemon=True)
-        self._t.start()
-
-    def _drain(self):
-        for line in self.proc.stderr:
-            self.stderr_lines.append(line)
-
+class Server(LnserveProcess):
     def request(self, method, path, body=None, headers=None):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         c.request(method, path, body=body, headers=headers or {})
@@ -124,12 +107,6 @@ class Server:
         assert off == len(rest) and sorted(out) == sorted(NAMES), (off, len(rest), list(out))
         return out
 
-    def stop(self, timeout=30):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout=timeout)
-        self._t.join(timeout=5)
-        return rc
 
 
 def ulp(m):
