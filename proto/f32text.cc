@@ -391,8 +391,11 @@ decimals(const uint32_t *bits, size_t blocks, digits8_block *d, unsigned *specia
 
 bool have_avx512()
 {
-    static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512cd");
+    static const bool yes = __builtin_cpu_supports("avx512f") &&
+                            __builtin_cpu_supports("avx512dq") &&
+                            __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512vl") &&
+                            __builtin_cpu_supports("avx512cd");
     return yes;
 }
 
@@ -444,20 +447,21 @@ extern "C" const char *f32text_print_array_path(void)
 
 extern "C" size_t f32text_print_array(char *dst, const float *v, size_t count)
 {
-    enum { CHUNK = 8 * 16 };
+    constexpr size_t CHUNK = 8 * 16;
     char *o = dst;
     size_t i = 0;
 
     if (have_avx512()) {
         /* The digits of a chunk first, then its text: the vector work of
-         * one block does not wait for the stores of the one before. */
+         * one block does not wait for the stores of the one before. A
+         * chunk is up to CHUNK values, whole blocks of 8. */
         digits8_block d[CHUNK / 8];
         unsigned special[CHUNK / 8];
         uint32_t bits[CHUNK];
-        for (; i + CHUNK <= count; i += CHUNK) {
-            std::memcpy(bits, v + i, sizeof bits);
-            decimals(bits, CHUNK / 8, d, special);
-            for (size_t j = 0; j < CHUNK; j++) {
+        for (size_t m; (m = (count - i < CHUNK ? count - i : CHUNK) / 8 * 8) > 0; i += m) {
+            std::memcpy(bits, v + i, m * sizeof *bits);
+            decimals(bits, m / 8, d, special);
+            for (size_t j = 0; j < m; j++) {
                 const digits8_block &db = d[j / 8];
                 size_t l = j % 8;
                 *o = ',';

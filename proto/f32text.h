@@ -46,9 +46,8 @@ size_t f32text_print(char *dst, float v);
  * (no brackets, no spaces), into dst (at least count * (F32TEXT_LEN_MAX +
  * 1) + F32TEXT_MAX bytes) and returns the length; bytes past it may have
  * been written. The same bytes as f32text_print's, value by value; with
- * AVX-512, arrays are done in chunks of 128 values whose digits are found
- * 8 at a time (Schubfach), and what is left after the last whole chunk
- * value by value.
+ * AVX-512 the digits are found 8 values at a time (Schubfach), in chunks of
+ * up to 128, and the last count % 8 values one by one.
  */
 size_t f32text_print_array(char *dst, const float *v, size_t count);
 
