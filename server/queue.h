@@ -62,8 +62,9 @@ int queue_pop_max_until(queue *q, size_t max_weight, uint64_t deadline_ns, unsig
                         void **item, size_t *weight);
 
 /* Pops one item, spinning spin_iters times and then sleeping until one
- * arrives (queue_pop_max_until with no weight limit and no deadline). Returns 0, or -ESHUTDOWN once queue_close() was called and the
- * queue is empty (items pushed before close are still handed out). */
+ * arrives (queue_pop_max_until with no weight limit and no deadline).
+ * Returns 0, or -ESHUTDOWN once queue_close() was called and the queue is
+ * empty (items pushed before close are still handed out). */
 int queue_pop_wait(queue *q, void **item, unsigned spin_iters);
 
 /* Wakes every sleeper; queue_pop_wait returns -ESHUTDOWN once empty. */

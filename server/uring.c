@@ -70,8 +70,8 @@
  * more that is still in its own kernel's send queue, waiting for the
  * window this server's reads opened (a window update can wait for the
  * delayed-ACK timer, up to 40 ms). test_binary's sigterm_answers_what_
- * was_sent lost the last 2-4 of 40 pipelined frames in ~1 run of 10
- * without it. */
+ * was_sent lost the last 2-4 of 40 pipelined frames in 2 of 12 runs
+ * without it, 0 of 50 with it. */
 #define DRAIN_QUIET_NS (50u * 1000 * 1000)
 /* Same split as http.c: a job smaller than this is not worth a second
  * worker. */
